@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/policy"
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/upstream"
+)
+
+// maxLoggedPath bounds how much of a refused request's path reaches the
+// log, so that a hostile client cannot fill it.
+const maxLoggedPath = 256
+
+// scrapeHandler serves the metrics listener: it lets exactly the metrics
+// path through to the daemon and answers everything else itself.
+type scrapeHandler struct {
+	rule     policy.PathRule
+	fwd      *upstream.Forwarder
+	log      hclog.Logger
+	inFlight *atomic.Int64
+}
+
+func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	verdict, rawQuery, hasQuery := h.rule.Decide(r.Method, r.RequestURI)
+	switch verdict {
+	case policy.NotFound:
+		h.refuse(w, r, verdict, http.StatusNotFound)
+		return
+	case policy.MethodNotAllowed:
+		w.Header().Set("Allow", "GET, HEAD")
+		h.refuse(w, r, verdict, http.StatusMethodNotAllowed)
+		return
+	}
+
+	h.inFlight.Add(1)
+	defer h.inFlight.Add(-1)
+	start := time.Now()
+	res := h.fwd.Forward(w, r, rawQuery, hasQuery)
+	h.logScrape(r, res, time.Since(start))
+
+	if res.Aborted {
+		// Cut the connection (or the HTTP/2 stream) so that the scraper
+		// sees a broken transfer, never a clean 200 with half a body.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (h *scrapeHandler) refuse(w http.ResponseWriter, r *http.Request, v policy.Verdict,
+	status int) {
+	if h.log.IsInfo() {
+		h.log.Info("request refused", "reason", v.String(), "status", status,
+			"method", truncate(r.Method, 16), "target", truncate(r.RequestURI, maxLoggedPath),
+			"remote_addr", r.RemoteAddr, "peer", peerName(r))
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+func (h *scrapeHandler) logScrape(r *http.Request, res upstream.Result, d time.Duration) {
+	if res.Failure == "" {
+		if h.log.IsDebug() {
+			h.log.Debug("scrape", "status", res.Status, "bytes", res.Bytes,
+				"duration", d.String(), "remote_addr", r.RemoteAddr, "peer", peerName(r))
+		}
+		return
+	}
+	level := hclog.Warn
+	if res.Failure == upstream.FailureCanceled {
+		level = hclog.Debug
+	}
+	h.log.Log(level, "scrape failed", "failure", string(res.Failure), "status", res.Status,
+		"bytes", res.Bytes, "duration", d.String(), "err", errString(res.Err),
+		"remote_addr", r.RemoteAddr, "peer", peerName(r))
+}
+
+// peerName is the client certificate's subject, for logs.
+func peerName(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	return r.TLS.PeerCertificates[0].Subject.String()
+}
+
+// truncate shortens s for a log line and escapes control bytes and
+// invalid UTF-8, so that a hostile request cannot forge log lines.
+func truncate(s string, n int) string {
+	cut := len(s) > n
+	if cut {
+		s = s[:n]
+	}
+	q := strconv.QuoteToASCII(s)
+	q = q[1 : len(q)-1]
+	if cut {
+		q += "..."
+	}
+	return q
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// diagHandler serves the clear-text diag listener: everything goes to the
+// daemon, except the metrics path while the metrics service holds it.
+type diagHandler struct {
+	rule         policy.PathRule
+	blockMetrics bool
+	hint         string
+	proxy        *httputil.ReverseProxy
+	log          hclog.Logger
+}
+
+func newDiagHandler(cfg *Config, transport http.RoundTripper, log hclog.Logger) *diagHandler {
+	addr := cfg.Upstream.Address
+	h := &diagHandler{
+		rule:         policy.PathRule{Path: cfg.Upstream.MetricsPath},
+		blockMetrics: cfg.MetricsService.Enabled,
+		log:          log,
+	}
+	if h.blockMetrics {
+		h.hint = fmt.Sprintf("%s moved to the mTLS metrics listener on %s\n",
+			cfg.Upstream.MetricsPath, cfg.MetricsService.ListenAddr)
+	}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = addr.Host
+			pr.SetXForwarded()
+		},
+		Transport: transport,
+		// pprof and trace stream their output; pass it on as it comes.
+		FlushInterval: -1,
+		ErrorLog:      stdLogger(log, hclog.Warn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Warn("diag request failed", "path", truncate(r.URL.Path, maxLoggedPath),
+				"err", err.Error())
+			http.Error(w, "upstream unavailable", http.StatusBadGateway)
+		},
+	}
+	return h
+}
+
+func (h *diagHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Any spelling of the metrics path that the daemon might route to its
+	// metrics handler is refused here; otherwise /metrics/ or /%6detrics
+	// would read the metrics in clear text past the mTLS listener.
+	if h.blockMetrics && h.rule.LooksLike(r.RequestURI) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = fmt.Fprint(w, h.hint)
+		return
+	}
+	h.proxy.ServeHTTP(w, r)
+}

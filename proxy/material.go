@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/policy"
+)
+
+// material is what the metrics listener serves with: its keypairs and the
+// CAs it trusts. It is immutable once loaded.
+type material struct {
+	keypairs []tls.Certificate
+	cas      []caFile
+	pool     *x509.CertPool
+	warnings []string
+}
+
+// caFile is one ca_certs file and the certificates it held.
+type caFile struct {
+	path  string
+	certs []*x509.Certificate
+}
+
+// loadMaterial reads and checks every keypair and CA file of ms. Each
+// problem names its key and file; all of them are collected in p.
+func loadMaterial(ms MetricsService, p *Problems, now time.Time) *material {
+	m := &material{}
+	for i, kp := range ms.Keypairs {
+		key := fmt.Sprintf("metrics_service.keypairs[%d]", i)
+		cert, warns, err := loadKeypair(kp, now)
+		if err != nil {
+			p.add(key, err.Error())
+			continue
+		}
+		for _, w := range warns {
+			m.warnings = append(m.warnings, key+": "+w)
+		}
+		m.keypairs = append(m.keypairs, cert)
+	}
+
+	var all []*x509.Certificate
+	for i, path := range ms.CACerts {
+		key := fmt.Sprintf("metrics_service.ca_certs[%d]", i)
+		certs, err := loadCAFile(path)
+		if err != nil {
+			p.add(key, err.Error())
+			continue
+		}
+		for _, c := range certs {
+			if w := caWarning(c, now); w != "" {
+				m.warnings = append(m.warnings, fmt.Sprintf("%s: %s: %s", key, path, w))
+			}
+		}
+		m.cas = append(m.cas, caFile{path: path, certs: certs})
+		all = append(all, certs...)
+	}
+	m.pool = policy.NewPool(all)
+	return m
+}
+
+func loadCAFile(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA bundle: %w", err)
+	}
+	certs, err := policy.ParseCABundle(data)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle %s: %w", path, err)
+	}
+	return certs, nil
+}
+
+func caWarning(c *x509.Certificate, now time.Time) string {
+	switch {
+	case now.After(c.NotAfter):
+		return fmt.Sprintf("CA %q expired at %s; clients it signed will be refused",
+			c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
+	case !c.IsCA:
+		return fmt.Sprintf("certificate %q is not a CA; it can only pin that one "+
+			"self-signed client certificate", c.Subject)
+	}
+	return ""
+}
+
+// loadKeypair reads a keypair and checks it the way a handshake would
+// need it, so that each mistake is reported with its file at start-up
+// instead of as a failed handshake later. It returns warnings about
+// settings that work here but will trouble clients.
+func loadKeypair(kp Keypair, now time.Time) (tls.Certificate, []string, error) {
+	certPEM, err := readPEM(kp.CertFile, "certificate")
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	keyPEM, err := readPEM(kp.KeyFile, "private key")
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if err := checkCertPEM(kp.CertFile, certPEM); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if err := checkKeyPEM(kp.KeyFile, keyPEM); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("%s with %s: %w", kp.CertFile, kp.KeyFile, err)
+	}
+
+	leaf := cert.Leaf
+	if now.After(leaf.NotAfter) {
+		return tls.Certificate{}, nil, fmt.Errorf("%s: certificate %q expired at %s",
+			kp.CertFile, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if len(leaf.DNSNames)+len(leaf.IPAddresses)+len(leaf.URIs) == 0 &&
+		leaf.Subject.CommonName == "" {
+		return tls.Certificate{}, nil, fmt.Errorf("%s: certificate names no host: "+
+			"it has neither SANs nor a common name", kp.CertFile)
+	}
+	return cert, keypairWarnings(kp.CertFile, leaf, now), nil
+}
+
+func keypairWarnings(file string, leaf *x509.Certificate, now time.Time) []string {
+	var w []string
+	if len(leaf.DNSNames)+len(leaf.IPAddresses) == 0 {
+		w = append(w, fmt.Sprintf("%s has no DNS or IP SubjectAltName; Go clients "+
+			"such as Prometheus ignore the common name and will reject it", file))
+	}
+	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) &&
+		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		w = append(w, fmt.Sprintf("%s lacks the serverAuth extended key usage; "+
+			"Prometheus will reject it with \"incompatible key usage\"", file))
+	}
+	if now.Before(leaf.NotBefore) {
+		w = append(w, fmt.Sprintf("%s is not valid until %s; check the clock", file,
+			leaf.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	return w
+}
+
+// readPEM reads a file that must hold PEM.
+func readPEM(path, what string) ([]byte, error) {
+	if path == "" {
+		return nil, fmt.Errorf("no %s file given", what)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s: %s file is empty", path, what)
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		return nil, fmt.Errorf("%s: not PEM: no \"-----BEGIN\" line in the %s file", path, what)
+	}
+	return data, nil
+}
+
+func checkCertPEM(path string, data []byte) error {
+	block, _ := pem.Decode(data)
+	switch {
+	case block == nil:
+		return fmt.Errorf("%s: no complete PEM block", path)
+	case strings.Contains(block.Type, "PRIVATE KEY"):
+		// Said before anything else so that the key is not echoed into
+		// an error about it.
+		return fmt.Errorf("%s: holds a private key, not a certificate "+
+			"(are cert_file and key_file swapped?)", path)
+	case block.Type != "CERTIFICATE":
+		return fmt.Errorf("%s: first PEM block is %q, want CERTIFICATE", path, block.Type)
+	}
+	return nil
+}
+
+func checkKeyPEM(path string, data []byte) error {
+	block, _ := pem.Decode(data)
+	switch {
+	case block == nil:
+		return fmt.Errorf("%s: no complete PEM block", path)
+	case block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] == "4,ENCRYPTED":
+		return fmt.Errorf("%s: the private key is encrypted; the proxy needs it "+
+			"unencrypted (openssl pkey -in KEY -out PLAIN), readable only by its user", path)
+	case block.Type == "CERTIFICATE":
+		return fmt.Errorf("%s: holds a certificate, not a private key "+
+			"(are cert_file and key_file swapped?)", path)
+	case !strings.HasSuffix(block.Type, "PRIVATE KEY"):
+		return fmt.Errorf("%s: PEM block is %q, want a PRIVATE KEY", path, block.Type)
+	}
+	return nil
+}
+
+// errNoKeypairs is returned by newCertStore when there is nothing to serve.
+var errNoKeypairs = errors.New("no server keypairs")

@@ -1,0 +1,264 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ScrapeTimeoutHeader is the header in which Prometheus sends the scrape's
+// timeout, in seconds.
+const ScrapeTimeoutHeader = "X-Prometheus-Scrape-Timeout-Seconds"
+
+// Failure names what went wrong on the way to the daemon. The values are
+// stable: they are logged and used as metric labels.
+type Failure string
+
+// The ways a forwarded scrape can fail.
+const (
+	// FailureDial: the daemon could not be reached (refused, no socket).
+	FailureDial Failure = "dial"
+	// FailureTimeout: the daemon did not answer within the deadline.
+	FailureTimeout Failure = "timeout"
+	// FailureProtocol: the daemon's answer was not valid HTTP, or the
+	// connection broke before the response headers.
+	FailureProtocol Failure = "protocol"
+	// FailureBodyCopy: the response body broke off after its headers were
+	// sent on; the scraper's response was cut.
+	FailureBodyCopy Failure = "body_copy"
+	// FailureCanceled: the scraper went away first.
+	FailureCanceled Failure = "canceled"
+)
+
+// Options configures a [Forwarder].
+type Options struct {
+	// Address is where the daemon's diag server listens.
+	Address Address
+	// Path is the fixed path every scrape is forwarded to.
+	Path string
+	// Timeout bounds a scrape that names no timeout of its own.
+	Timeout time.Duration
+	// MaxTimeout bounds the timeout a scraper may ask for.
+	MaxTimeout time.Duration
+	// DialTimeout bounds connecting to the daemon; zero means 5s.
+	DialTimeout time.Duration
+}
+
+// Forwarder sends scrapes to the daemon's metrics path and streams the
+// answers back. It is safe for concurrent use.
+type Forwarder struct {
+	host       string
+	path       string
+	timeout    time.Duration
+	maxTimeout time.Duration
+	transport  *http.Transport
+}
+
+// NewForwarder returns a Forwarder for o.
+func NewForwarder(o Options) *Forwarder {
+	return &Forwarder{
+		host:       o.Address.Host,
+		path:       o.Path,
+		timeout:    o.Timeout,
+		maxTimeout: o.MaxTimeout,
+		transport:  NewTransport(o.Address, o.DialTimeout),
+	}
+}
+
+// NewTransport returns a transport that sends every request to a, whatever
+// host its URL names.
+func NewTransport(a Address, dialTimeout time.Duration) *http.Transport {
+	if dialTimeout <= 0 {
+		dialTimeout = 5 * time.Second
+	}
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+	network, addr := a.Network, a.Addr
+
+	return &http.Transport{
+		// Never consult HTTP_PROXY and friends: the daemon is local, and a
+		// proxy from the environment would carry the metrics off the
+		// machine in clear text.
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+
+		// Pass Accept-Encoding through and never decompress: the scraper
+		// negotiated the encoding with the daemon, not with us.
+		DisableCompression: true,
+
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+// Transport returns the forwarder's connection pool to the daemon, so that
+// other handlers can share it.
+func (f *Forwarder) Transport() *http.Transport { return f.transport }
+
+// Close drops idle connections to the daemon.
+func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
+
+// Result reports how one forwarded scrape went.
+type Result struct {
+	// Status is the HTTP status sent to the scraper; 0 if none was sent.
+	Status int
+	// Bytes counts the response body bytes sent to the scraper.
+	Bytes int64
+	// Failure is empty on success.
+	Failure Failure
+	// Err holds the detail of a failure, for the log.
+	Err error
+	// Aborted means the response was cut after its headers went out. The
+	// caller must abort the response (panic with http.ErrAbortHandler), so
+	// that the scraper sees a broken transfer rather than a short body.
+	Aborted bool
+}
+
+// Forward sends r to the daemon's metrics path with rawQuery as its query
+// and writes the daemon's answer to w. The request's own URL is never
+// used: the caller has already decided that it names the metrics path.
+func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery string,
+	forceQuery bool) Result {
+	ctx, cancel := context.WithTimeout(r.Context(), f.deadline(r.Header))
+	defer cancel()
+
+	out, err := http.NewRequestWithContext(ctx, r.Method, "", http.NoBody)
+	if err != nil {
+		return f.fail(w, r, FailureProtocol, err)
+	}
+	out.URL = &url.URL{
+		Scheme:     "http",
+		Host:       f.host,
+		Path:       f.path,
+		RawQuery:   rawQuery,
+		ForceQuery: forceQuery,
+	}
+	out.Host = f.host
+	out.Header = forwardHeaders(r.Header)
+
+	resp, err := f.transport.RoundTrip(out)
+	if err != nil {
+		return f.fail(w, r, classify(ctx, r.Context(), err), err)
+	}
+	defer resp.Body.Close()
+
+	copyHeaders(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	res := Result{Status: resp.StatusCode}
+	if r.Method == http.MethodHead {
+		return res
+	}
+
+	res.Bytes, err = copyBody(w, resp.Body, resp.ContentLength < 0)
+	if err != nil {
+		res.Failure = FailureBodyCopy
+		if r.Context().Err() != nil {
+			res.Failure = FailureCanceled
+		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.Failure = FailureTimeout
+		}
+		res.Err = err
+		res.Aborted = true
+	}
+	return res
+}
+
+// deadline returns how long the daemon may take: the scraper's own timeout
+// when it sends one, capped at the maximum, else the default.
+func (f *Forwarder) deadline(h http.Header) time.Duration {
+	v := h.Get(ScrapeTimeoutHeader)
+	if v == "" {
+		return f.timeout
+	}
+	secs, err := strconv.ParseFloat(v, 64)
+	if err != nil || secs <= 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
+		return f.timeout
+	}
+	d := time.Duration(secs * float64(time.Second))
+	if f.maxTimeout > 0 && (d > f.maxTimeout || d <= 0) {
+		d = f.maxTimeout
+	}
+	return d
+}
+
+// classify maps a round-trip error to a Failure. ctx is the upstream
+// request's context, clientCtx the scraper's.
+func classify(ctx, clientCtx context.Context, err error) Failure {
+	if clientCtx.Err() != nil {
+		return FailureCanceled
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return FailureTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return FailureDial
+	}
+	return FailureProtocol
+}
+
+// fail answers the scraper for a scrape that never got a response from the
+// daemon. The scraper gets a short text; the detail stays in Result.Err.
+func (f *Forwarder) fail(w http.ResponseWriter, r *http.Request, kind Failure, err error) Result {
+	res := Result{Failure: kind, Err: err}
+	switch kind {
+	case FailureCanceled:
+		// Nobody is listening; writing would only fail.
+		return res
+	case FailureTimeout:
+		res.Status = http.StatusGatewayTimeout
+		http.Error(w, "upstream timed out", res.Status)
+	case FailureDial:
+		res.Status = http.StatusBadGateway
+		http.Error(w, "upstream unavailable", res.Status)
+	default:
+		res.Status = http.StatusBadGateway
+		http.Error(w, "upstream error", res.Status)
+	}
+	return res
+}
+
+// bufPool holds copy buffers. 32 KiB matches what a TLS connection can
+// seal in two full records and what the kernel hands back from a loopback
+// read in one go.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody streams src to w. When the daemon streams a body of unknown
+// length, each piece is flushed as it arrives, so that the scraper sees
+// progress rather than a stall while the daemon is still writing.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+
+	flusher, _ := w.(http.Flusher)
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if flush && flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
