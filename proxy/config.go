@@ -217,9 +217,9 @@ func (c *Config) check(p *Problems) {
 	checkPositive(p, "shutdown_timeout", c.ShutdownTimeout)
 
 	if c.Diag.ListenAddr != "" {
-		if _, _, err := net.SplitHostPort(c.Diag.ListenAddr); err != nil {
+		if _, port, err := net.SplitHostPort(c.Diag.ListenAddr); err != nil {
 			p.add("diag.listen_addr", fmt.Sprintf("want host:port: %v", err))
-		} else if ms.Enabled && c.Diag.ListenAddr == ms.ListenAddr {
+		} else if ms.Enabled && port != "0" && c.Diag.ListenAddr == ms.ListenAddr {
 			p.add("diag.listen_addr", "same address as metrics_service.listen_addr")
 		}
 	}
