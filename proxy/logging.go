@@ -69,7 +69,9 @@ func peerCertificate(err error) *x509.Certificate {
 func handshakeHint(reason policy.Reason, err error) string {
 	switch reason {
 	case policy.ReasonNoClientCert:
-		return "the client sent no certificate; check tls_config cert_file and key_file"
+		return "the client sent no certificate: none is configured (tls_config cert_file " +
+			"and key_file), or, for Go clients such as Prometheus, its issuer is not " +
+			"among this listener's ca_certs"
 	case policy.ReasonUnknownAuthority:
 		var ve *tls.CertificateVerificationError
 		if errors.As(err, &ve) && len(ve.UnverifiedCertificates) == 1 {

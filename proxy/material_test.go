@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/policy/devpki"
+)
+
+// TestBadCertificateFiles checks that each kind of broken file is reported
+// at start-up with its file and what is wrong, before anything listens.
+func TestBadCertificateFiles(t *testing.T) {
+	pki := newTestPKI(t)
+	other := mustIssue(t, pki.ca, devpki.ServerTemplate("other.test"))
+	expiredTmpl := devpki.ServerTemplate("sidecar.test")
+	expiredTmpl.NotBefore = time.Now().Add(-72 * time.Hour)
+	expiredTmpl.NotAfter = time.Now().Add(-time.Hour)
+	expired := mustIssue(t, pki.ca, expiredTmpl)
+	encrypted := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}})
+
+	files := map[string][]byte{
+		"empty.pem":       nil,
+		"garbage.pem":     []byte("this is not a certificate\n"),
+		"other-key.pem":   other.KeyPEM(),
+		"encrypted.pem":   encrypted,
+		"expired.pem":     expired.CertPEM(),
+		"expired-key.pem": expired.KeyPEM(),
+		"truncated.pem":   pki.server.CertPEM()[:100],
+	}
+	for name, data := range files {
+		writeFile(t, pki.dir, name, data, 0o600)
+	}
+
+	tests := []struct {
+		name       string
+		cert, key  string
+		ca         string
+		key_, want string
+	}{
+		{"missing certificate", "nope.pem", "server-key.pem", "ca.pem",
+			"keypairs[0]", "nope.pem: no such file"},
+		{"empty certificate", "empty.pem", "server-key.pem", "ca.pem",
+			"keypairs[0]", "empty.pem: certificate file is empty"},
+		{"not PEM", "garbage.pem", "server-key.pem", "ca.pem",
+			"keypairs[0]", "garbage.pem: not PEM"},
+		{"truncated PEM", "truncated.pem", "server-key.pem", "ca.pem",
+			"keypairs[0]", "truncated.pem: no complete PEM block"},
+		{"key does not match", "server.pem", "other-key.pem", "ca.pem",
+			"keypairs[0]", "private key does not match public key"},
+		{"encrypted key", "server.pem", "encrypted.pem", "ca.pem",
+			"keypairs[0]", "encrypted.pem: the private key is encrypted"},
+		{"swapped files", "server-key.pem", "server.pem", "ca.pem",
+			"keypairs[0]", "server-key.pem: holds a private key, not a certificate"},
+		{"expired server certificate", "expired.pem", "expired-key.pem", "ca.pem",
+			"keypairs[0]", "expired.pem: certificate \"CN=sidecar.test\" expired"},
+		{"missing CA file", "server.pem", "server-key.pem", "nope-ca.pem",
+			"ca_certs[0]", "nope-ca.pem: no such file"},
+		{"CA file with no certificate", "server.pem", "server-key.pem", "garbage.pem",
+			"ca_certs[0]", "garbage.pem: neither PEM nor a DER certificate"},
+		{"CA file holding a key", "server.pem", "server-key.pem", "other-key.pem",
+			"ca_certs[0]", "other-key.pem: PEM block 1 is \"PRIVATE KEY\""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := strings.NewReplacer(`"server.pem"`, `"`+tc.cert+`"`,
+				`"server-key.pem"`, `"`+tc.key+`"`, `"ca.pem"`, `"`+tc.ca+`"`).
+				Replace(baseConfig(pki, "http://127.0.0.1:1", ""))
+			path := writeFile(t, pki.dir, "proxy.toml", []byte(cfg), 0o644)
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = New(c, hclog.NewNullLogger())
+			var probs *Problems
+			if !errors.As(err, &probs) || len(probs.List) != 1 {
+				t.Fatalf("want one problem, got %v", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.key_) || !strings.Contains(msg, tc.want) {
+				t.Errorf("got %q, want it to name %q and say %q", msg, tc.key_, tc.want)
+			}
+			if strings.Contains(msg, "-----BEGIN C") || strings.Contains(msg, "KEY-----") ||
+				strings.Contains(msg, "MII") {
+				t.Errorf("the message echoes file content: %q", msg)
+			}
+			if !strings.HasPrefix(msg, filepath.Join(pki.dir, "proxy.toml")+":") {
+				t.Errorf("the message does not start with the config file: %q", msg)
+			}
+		})
+	}
+}
+
+// TestCABundleTrustsEveryCertificate checks that each root in a bundle is
+// trusted, not only the first.
+func TestCABundleTrustsEveryCertificate(t *testing.T) {
+	pki := newTestPKI(t)
+	up := newRecordingUpstream(t)
+	second, err := devpki.NewCA("second CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := append(pki.ca.CertPEM(), []byte("# a comment between blocks\n")...)
+	writeFile(t, pki.dir, "ca.pem", append(bundle, second.CertPEM()...), 0o644)
+	rp := startProxy(t, pki.dir, baseConfig(pki, up.URL, ""))
+
+	for _, ca := range []*devpki.CA{pki.ca, second} {
+		cli := mustIssue(t, ca, devpki.ClientTemplate("prometheus.test"))
+		status, _, err := get(t, tlsClient(pki.ca.Pool(), cli.TLSCertificate()),
+			"https://"+rp.metrics+"/metrics")
+		if err != nil || status != http.StatusOK {
+			t.Errorf("client of %s: got %d %v", ca.Cert.Subject, status, err)
+		}
+	}
+	rp.logs.waitForLog(t, "cas=2")
+}
+
+// TestKeypairWarnings covers C03d and C07: keypairs that load but that
+// clients will reject are named at start-up.
+func TestKeypairWarnings(t *testing.T) {
+	pki := newTestPKI(t)
+	cnOnly := devpki.Template{CommonName: "sidecar.test",
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	clientOnly := devpki.ServerTemplate("sidecar.test")
+	clientOnly.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+
+	tests := []struct {
+		name string
+		tmpl devpki.Template
+		want string
+	}{
+		{"C07 common name only", cnOnly, "no DNS or IP SubjectAltName"},
+		{"C03d clientAuth only", clientOnly, "lacks the serverAuth extended key usage"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf := mustIssue(t, pki.ca, tc.tmpl)
+			writeFile(t, pki.dir, "server.pem", leaf.CertPEM(), 0o644)
+			writeFile(t, pki.dir, "server-key.pem", leaf.KeyPEM(), 0o600)
+			path := writeFile(t, pki.dir, "proxy.toml",
+				[]byte(baseConfig(pki, "http://127.0.0.1:1", "")), 0o644)
+			cfg, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(cfg, hclog.NewNullLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := strings.Join(p.Warnings(), "\n")
+			if !strings.Contains(w, tc.want) || !strings.Contains(w, "keypairs[0]") {
+				t.Errorf("warnings %q lack %q", w, tc.want)
+			}
+		})
+	}
+
+	t.Run("C07 a Go client rejects the common-name-only certificate", func(t *testing.T) {
+		leaf := mustIssue(t, pki.ca, cnOnly)
+		conn, err := tls.Dial("tcp", startTLSWith(t, leaf.TLSCertificate()), &tls.Config{
+			RootCAs: pki.ca.Pool(), ServerName: "sidecar.test"})
+		if err == nil {
+			conn.Close()
+			t.Fatal("handshake succeeded")
+		}
+		if !strings.Contains(err.Error(), "legacy Common Name") &&
+			!strings.Contains(err.Error(), "not valid for any names") {
+			t.Errorf("client error %q does not name the missing SAN", err)
+		}
+	})
+}
+
+// startTLSWith serves cert on a bare TLS listener, no client auth, and
+// returns its address; enough to see what a client thinks of the cert.
+func startTLSWith(t testing.TB, cert tls.Certificate) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
