@@ -51,6 +51,10 @@ type Options struct {
 	DialTimeout time.Duration
 }
 
+// writeSlack is how long past the scrape's deadline the last bytes may take
+// to reach the scraper.
+const writeSlack = 5 * time.Second
+
 // Forwarder sends scrapes to the daemon's metrics path and streams the
 // answers back. It is safe for concurrent use.
 type Forwarder struct {
@@ -128,8 +132,17 @@ type Result struct {
 // used: the caller has already decided that it names the metrics path.
 func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery string,
 	forceQuery bool) Result {
-	ctx, cancel := context.WithTimeout(r.Context(), f.deadline(r.Header))
+	d := f.deadline(r.Header)
+	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
+
+	// The context bounds reading from the daemon; this bounds writing to
+	// the scraper, so that a client that stops reading cannot hold the
+	// request open forever. The deadline is lifted afterwards because
+	// net/http leaves it on the connection for the next request.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(d + writeSlack))
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 
 	out, err := http.NewRequestWithContext(ctx, r.Method, "", http.NoBody)
 	if err != nil {
