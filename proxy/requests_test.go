@@ -31,7 +31,9 @@ func rawRequest(t testing.TB, addr string, pki *testPKI, req string) *http.Respo
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	// The method tells ReadResponse whether a body follows (not for HEAD).
+	method, _, _ := strings.Cut(req, " ")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("reading response to %q: %v", req, err)
 	}
