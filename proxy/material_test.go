@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -197,4 +199,46 @@ func startTLSWith(t testing.TB, cert tls.Certificate) string {
 		}
 	}()
 	return l.Addr().String()
+}
+
+// TestKeyFormats checks that the private key encodings operators meet all
+// load: PKCS #8, PKCS #1 (RSA) and SEC 1 (EC).
+func TestKeyFormats(t *testing.T) {
+	pki := newTestPKI(t)
+	rsaTmpl := devpki.ServerTemplate("sidecar.test")
+	rsaTmpl.KeyType = devpki.RSA2048
+	rsaLeaf := mustIssue(t, pki.ca, rsaTmpl)
+
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY",
+		Bytes: x509.MarshalPKCS1PrivateKey(rsaLeaf.Key.(*rsa.PrivateKey))})
+	sec1DER, err := x509.MarshalECPrivateKey(pki.server.Key.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1 := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1DER})
+
+	tests := []struct {
+		name string
+		leaf *devpki.Leaf
+		key  []byte
+	}{
+		{"PKCS #8", pki.server, pki.server.KeyPEM()},
+		{"PKCS #1", rsaLeaf, pkcs1},
+		{"SEC 1", pki.server, sec1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kp := Keypair{
+				CertFile: writeFile(t, t.TempDir(), "c.pem", tc.leaf.CertPEM(), 0o644),
+				KeyFile:  writeFile(t, t.TempDir(), "k.pem", tc.key, 0o600),
+			}
+			cert, _, err := loadKeypair(kp, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cert.Leaf.Equal(tc.leaf.Cert) {
+				t.Error("loaded a different certificate")
+			}
+		})
+	}
 }
