@@ -49,6 +49,11 @@ func ParseCABundle(data []byte) ([]*x509.Certificate, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("no complete PEM block: %w", ErrNoCertificates)
 	}
+	if bytes.Contains(rest, []byte("-----BEGIN")) {
+		// A bundle caught half-written would otherwise load with its last
+		// CA silently missing.
+		return nil, fmt.Errorf("incomplete PEM block after certificate %d", len(certs))
+	}
 	return certs, nil
 }
 

@@ -75,10 +75,15 @@ func (r PathRule) Decide(method, requestURI string) (v Verdict, rawQuery string,
 const maxDecodeRounds = 3
 
 // LooksLike reports whether a daemon could take requestURI to mean the
-// rule's path, under any of the normalisations common web servers apply:
-// percent-decoding (repeated), dot-segment removal, merged and trailing
-// slashes, backslashes as slashes, ';' path parameters, a NUL terminator,
-// letter case, and absolute-form targets.
+// rule's path, under the normalisations common web servers apply:
+// percent-decoding (once or repeatedly), dot-segment removal, merged and
+// trailing slashes, backslashes as slashes, ';' path parameters, a NUL
+// terminator, letter case, and absolute-form targets.
+//
+// Servers apply different subsets of these, so every subset is tried and
+// any one that yields the path counts: applying them all in one chain can
+// itself hide the path (a backslash turned into a slash adds a segment
+// that a following ".." then eats).
 //
 // The diag listener uses it to keep the metrics path off the clear-text
 // address. It errs towards true: hiding an odd spelling of some other path
@@ -86,31 +91,77 @@ const maxDecodeRounds = 3
 // through would defeat the metrics listener's mTLS.
 func (r PathRule) LooksLike(requestURI string) bool {
 	p, _, _ := strings.Cut(requestURI, "?")
-	if i := strings.Index(p, "://"); i >= 0 {
-		// Absolute form: drop scheme and authority.
-		rest := p[i+3:]
-		j := strings.IndexByte(rest, '/')
-		if j < 0 {
-			return false
-		}
-		p = rest[j:]
-	}
+	p = stripScheme(p)
 
-	for range maxDecodeRounds {
+	for range maxDecodeRounds + 1 {
+		if r.matchesNormalised(p) {
+			return true
+		}
 		d, err := url.PathUnescape(p)
 		if err != nil || d == p {
-			break
+			return false
 		}
 		p = d
 	}
+	return false
+}
 
-	p = strings.ReplaceAll(p, `\`, "/")
-	if i := strings.IndexByte(p, 0); i >= 0 {
-		p = p[:i]
+// The normalisations tried in every combination by matchesNormalised.
+const (
+	normBackslash = 1 << iota
+	normParams
+	normNUL
+	normAll = normBackslash | normParams | normNUL
+)
+
+func (r PathRule) matchesNormalised(p string) bool {
+	for set := 0; set <= normAll; set++ {
+		q := p
+		if set&normBackslash != 0 {
+			q = strings.ReplaceAll(q, `\`, "/")
+		}
+		if set&normNUL != 0 {
+			if i := strings.IndexByte(q, 0); i >= 0 {
+				q = q[:i]
+			}
+		}
+		if set&normParams != 0 {
+			q = stripPathParams(q)
+		}
+		if strings.EqualFold(path.Clean("/"+q), r.Path) {
+			return true
+		}
 	}
-	p = stripPathParams(p)
-	p = path.Clean("/" + p)
-	return strings.EqualFold(p, r.Path)
+	return false
+}
+
+// stripScheme drops the scheme and authority of an absolute-form target
+// ("http://host/metrics"); a "://" anywhere but right after a leading
+// scheme is part of the path.
+func stripScheme(p string) string {
+	i := strings.Index(p, "://")
+	if i <= 0 || !isScheme(p[:i]) {
+		return p
+	}
+	rest := p[i+3:]
+	j := strings.IndexByte(rest, '/')
+	if j < 0 {
+		return "/"
+	}
+	return rest[j:]
+}
+
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // stripPathParams removes ";params" from every segment, as servlet

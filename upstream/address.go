@@ -23,7 +23,7 @@ type Address struct {
 // String returns the address in the form it was configured in.
 func (a Address) String() string {
 	if a.Network == "unix" {
-		return "unix://" + a.Addr
+		return (&url.URL{Scheme: "unix", Path: a.Addr}).String()
 	}
 	return "http://" + a.Addr
 }
@@ -92,6 +92,9 @@ func parseHTTP(raw string, u *url.URL) (Address, error) {
 	host := u.Hostname()
 	if host == "" {
 		return Address{}, fmt.Errorf("upstream URL %q: no host", raw)
+	}
+	if strings.ContainsAny(host, "[]") {
+		return Address{}, fmt.Errorf("upstream URL %q: bad host %q", raw, host)
 	}
 
 	port := u.Port()

@@ -186,22 +186,34 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 }
 
 // deadline returns how long the daemon may take: the scraper's own timeout
-// when it sends one, capped at the maximum, else the default.
+// when it sends a sensible one, capped at the maximum, else the default.
 func (f *Forwarder) deadline(h http.Header) time.Duration {
 	v := h.Get(ScrapeTimeoutHeader)
 	if v == "" {
 		return f.timeout
 	}
 	secs, err := strconv.ParseFloat(v, 64)
-	if err != nil || secs <= 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
+	if err != nil || !(secs > 0) || math.IsInf(secs, 0) {
 		return f.timeout
 	}
-	d := time.Duration(secs * float64(time.Second))
-	if f.maxTimeout > 0 && (d > f.maxTimeout || d <= 0) {
+
+	d := maxDeadline
+	if secs < maxDeadline.Seconds() {
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		// Below a nanosecond: not a timeout anyone meant.
+		return f.timeout
+	}
+	if f.maxTimeout > 0 && d > f.maxTimeout {
 		d = f.maxTimeout
 	}
 	return d
 }
+
+// maxDeadline bounds any deadline, so that an absurd header cannot
+// overflow time.Duration even without a configured maximum.
+const maxDeadline = 24 * time.Hour
 
 // classify maps a round-trip error to a Failure. ctx is the upstream
 // request's context, clientCtx the scraper's.
