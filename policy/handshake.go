@@ -25,6 +25,7 @@ const (
 	ReasonNotYetValid      Reason = "not_yet_valid"
 	ReasonBadKeyUsage      Reason = "bad_key_usage"
 	ReasonBadCertificate   Reason = "bad_certificate"
+	ReasonRevoked          Reason = "revoked"
 	ReasonProtocolVersion  Reason = "protocol_version"
 	ReasonNoSharedParams   Reason = "no_shared_params"
 	ReasonClientRejected   Reason = "client_rejected_server"
@@ -48,6 +49,11 @@ func (r Reason) IsNoise() bool {
 func ClassifyHandshakeError(err error, now time.Time) Reason {
 	if err == nil {
 		return ""
+	}
+
+	var revoked *RevokedError
+	if errors.As(err, &revoked) {
+		return ReasonRevoked
 	}
 
 	var unknown x509.UnknownAuthorityError
@@ -80,9 +86,7 @@ func ClassifyHandshakeError(err error, now time.Time) Reason {
 
 	var record tls.RecordHeaderError
 	if errors.As(err, &record) {
-		// crypto/tls sets Conn only when the first bytes look like an
-		// HTTP request, so that the server can answer in HTTP.
-		if record.Conn != nil {
+		if LooksLikeHTTP(record.RecordHeader) {
 			return ReasonPlaintextHTTP
 		}
 		return ReasonBadRecord
@@ -118,6 +122,17 @@ func ClassifyHandshakeError(err error, now time.Time) Reason {
 		return ReasonNoSharedParams
 	}
 	return ReasonOther
+}
+
+// LooksLikeHTTP reports whether the first five bytes a client sent to the
+// TLS port start a clear-text HTTP request. crypto/tls hands over the bytes
+// of any record it cannot read; only requests deserve an HTTP answer.
+func LooksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
 }
 
 func isSelfSigned(c *x509.Certificate) bool {

@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -63,6 +65,34 @@ type MetricsService struct {
 	// the one whose IP SANs hold the listener's address, else the first.
 	Keypairs []Keypair `toml:"keypairs"`
 
+	// ClientAllowedSANs, ClientAllowedCommonNames and
+	// ClientAllowedOrganizationalUnits narrow who may scrape among the
+	// clients the CAs signed; any match allows. See policy.IdentityRules.
+	ClientAllowedSANs                []string `toml:"client_allowed_sans"`
+	ClientAllowedCommonNames         []string `toml:"client_allowed_common_names"`
+	ClientAllowedOrganizationalUnits []string `toml:"client_allowed_organizational_units"`
+
+	// MinVersion and MaxVersion are TLS12 or TLS13.
+	MinVersion string `toml:"min_version"`
+	MaxVersion string `toml:"max_version"`
+	// CipherSuites limits the TLS 1.2 suites, by Go's names.
+	CipherSuites []string `toml:"cipher_suites"`
+	// CurvePreferences limits the key exchanges, by Go's names.
+	CurvePreferences []string `toml:"curve_preferences"`
+	// CRLFiles are revocation lists (PEM or DER), each signed by a CA in
+	// ca_certs.
+	CRLFiles []string `toml:"crl_files"`
+
+	// ReloadInterval is how often the certificate files are checked for
+	// changes when no file event arrives.
+	ReloadInterval Duration `toml:"reload_interval"`
+	// ExpiryWarning is how long before a certificate expires the log
+	// starts warning about it.
+	ExpiryWarning Duration `toml:"expiry_warning"`
+
+	// TLS holds the parsed TLS settings.
+	TLS TLSSettings `toml:"-"`
+
 	// HandshakeTimeout bounds a TLS handshake.
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// ReadHeaderTimeout bounds reading a request's headers.
@@ -71,6 +101,14 @@ type MetricsService struct {
 	// next request. Keep it above the scrape interval so that scrapes
 	// reuse connections.
 	IdleTimeout Duration `toml:"idle_timeout"`
+}
+
+// TLSSettings are the metrics service's TLS and identity settings, parsed.
+type TLSSettings struct {
+	MinVersion, MaxVersion uint16
+	CipherSuites           []uint16
+	Curves                 []tls.CurveID
+	Identity               *policy.Identity
 }
 
 // Keypair is one [[metrics_service.keypairs]] entry.
@@ -139,6 +177,8 @@ func defaults() Config {
 			HandshakeTimeout:  Duration{10 * time.Second},
 			ReadHeaderTimeout: Duration{10 * time.Second},
 			IdleTimeout:       Duration{3 * time.Minute},
+			ReloadInterval:    Duration{30 * time.Second},
+			ExpiryWarning:     Duration{14 * 24 * time.Hour},
 		},
 		Upstream: Upstream{
 			MetricsPath: "/metrics",
@@ -249,6 +289,9 @@ func (c *Config) checkMetricsService(dir string, p *Problems) {
 	for i := range ms.CACerts {
 		ms.CACerts[i] = resolve(dir, ms.CACerts[i])
 	}
+	for i := range ms.CRLFiles {
+		ms.CRLFiles[i] = resolve(dir, ms.CRLFiles[i])
+	}
 	for i := range ms.Keypairs {
 		kp := &ms.Keypairs[i]
 		key := fmt.Sprintf("metrics_service.keypairs[%d]", i)
@@ -283,9 +326,67 @@ func (c *Config) checkMetricsService(dir string, p *Problems) {
 		}
 	}
 
+	c.checkTLS(p)
+	checkPositive(p, "metrics_service.reload_interval", ms.ReloadInterval)
+	checkPositive(p, "metrics_service.expiry_warning", ms.ExpiryWarning)
 	checkPositive(p, "metrics_service.handshake_timeout", ms.HandshakeTimeout)
 	checkPositive(p, "metrics_service.read_header_timeout", ms.ReadHeaderTimeout)
 	checkPositive(p, "metrics_service.idle_timeout", ms.IdleTimeout)
+}
+
+// checkTLS parses the TLS and identity settings into ms.TLS.
+func (c *Config) checkTLS(p *Problems) {
+	ms := &c.MetricsService
+	t := &ms.TLS
+	var err error
+
+	if ms.MinVersion != "" {
+		if t.MinVersion, err = policy.ParseTLSVersion(ms.MinVersion); err != nil {
+			p.add("metrics_service.min_version", err.Error())
+		}
+	}
+	if ms.MaxVersion != "" {
+		if t.MaxVersion, err = policy.ParseTLSVersion(ms.MaxVersion); err != nil {
+			p.add("metrics_service.max_version", err.Error())
+		}
+	}
+	if t.MinVersion != 0 && t.MaxVersion != 0 && t.MaxVersion < t.MinVersion {
+		p.add("metrics_service.max_version", "below min_version")
+	}
+	if t.CipherSuites, err = policy.ParseCipherSuites(ms.CipherSuites); err != nil {
+		p.add("metrics_service.cipher_suites", err.Error())
+	}
+	if len(ms.CipherSuites) > 0 && t.MinVersion == tls.VersionTLS13 {
+		c.Warnings = append(c.Warnings, "metrics_service.cipher_suites has no effect "+
+			"with min_version = \"TLS13\": TLS 1.3 suites are not configurable")
+	}
+	if t.Curves, err = policy.ParseCurves(ms.CurvePreferences); err != nil {
+		p.add("metrics_service.curve_preferences", err.Error())
+	}
+
+	t.Identity, err = policy.CompileIdentity(policy.IdentityRules{
+		SANs:                ms.ClientAllowedSANs,
+		CommonNames:         ms.ClientAllowedCommonNames,
+		OrganizationalUnits: ms.ClientAllowedOrganizationalUnits,
+	})
+	if err != nil {
+		for _, e := range unjoin(err) {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			p.add("metrics_service."+key, msg)
+		}
+	}
+	if !ms.MTLS && (len(ms.ClientAllowedSANs)+len(ms.ClientAllowedCommonNames)+
+		len(ms.ClientAllowedOrganizationalUnits)+len(ms.CRLFiles) > 0) {
+		p.add("metrics_service.mtls", "identity rules and crl_files need mtls = true")
+	}
+}
+
+// unjoin returns the errors joined in err, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // withDefaultPort returns addr with port added when it names none.

@@ -25,6 +25,8 @@ type scrapeHandler struct {
 	fwd      *upstream.Forwarder
 	log      hclog.Logger
 	inFlight *atomic.Int64
+	identity *policy.Identity
+	current  func() *snapshot // nil without mTLS
 }
 
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,6 +41,11 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if reason, detail := h.authorize(r); reason != "" {
+		h.deny(w, r, reason, detail)
+		return
+	}
+
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
 	start := time.Now()
@@ -50,6 +57,51 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// sees a broken transfer, never a clean 200 with half a body.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// authorize judges the client behind an mTLS connection, per request: its
+// identity against the allow-lists, and its chain against what is trusted
+// now, since a keep-alive connection can outlive both the client's
+// certificate and a CA that was dropped or a revocation made since the
+// handshake. It returns the reason for a refusal, or "".
+func (h *scrapeHandler) authorize(r *http.Request) (reason, detail string) {
+	ci := connInfoFrom(r.Context())
+	if ci == nil || h.current == nil {
+		return "", ""
+	}
+	now := time.Now()
+	if now.After(ci.notAfter) {
+		return "peer_cert_expired", "the client certificate expired during the connection"
+	}
+	if err := ci.stillTrusted(h.current(), now); err != nil {
+		return "peer_untrusted_after_reload", err.Error()
+	}
+	if !h.identity.Allow(ci.leaf) {
+		return "identity", "no client identity rule allows this certificate"
+	}
+	return "", ""
+}
+
+// deny answers 403 for a client that completed the handshake but may not
+// scrape. The log names what the certificate carried, not the rules, so
+// that reading the log does not teach which identity would pass.
+func (h *scrapeHandler) deny(w http.ResponseWriter, r *http.Request, reason, detail string) {
+	ci := connInfoFrom(r.Context())
+	args := append([]any{"reason", reason, "detail", detail, "remote_addr", r.RemoteAddr},
+		policy.Describe(ci.leaf)...)
+	h.log.Info("client refused", args...)
+
+	body := "client certificate not allowed\n"
+	if reason != "identity" {
+		// The connection's trust is stale: make the client come back
+		// with a fresh handshake.
+		w.Header().Set("Connection", "close")
+		body = "client certificate no longer trusted; reconnect\n"
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = fmt.Fprint(w, body)
 }
 
 func (h *scrapeHandler) refuse(w http.ResponseWriter, r *http.Request, v policy.Verdict,

@@ -162,6 +162,10 @@ func startProxy(t testing.TB, dir, cfgText string) *runningProxy {
 		}
 	})
 
+	// Serve logs its listeners after the certificate watch is in place;
+	// a test that changes files must not race it.
+	logs.waitForLog(t, "listening")
+
 	rp := &runningProxy{Proxy: p, logs: logs}
 	if a := p.Addr("metrics"); a != nil {
 		rp.metrics = a.String()

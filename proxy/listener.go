@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/policy"
 )
 
 // tlsListener accepts TCP connections and runs each TLS handshake in a
@@ -16,9 +18,13 @@ import (
 // and it keeps a slow or silent client from ever reaching the HTTP layer.
 type tlsListener struct {
 	inner   net.Listener
-	config  *tls.Config
+	current func() *snapshot
 	timeout time.Duration
 	failed  func(remote net.Addr, err error)
+
+	// handed maps each connection handed to the HTTP server to what it
+	// was verified with, until the server's ConnContext takes it.
+	handed sync.Map // *tls.Conn -> *connInfo
 
 	ready     chan net.Conn
 	done      chan struct{}
@@ -26,11 +32,11 @@ type tlsListener struct {
 	acceptErr error // set before done is closed
 }
 
-func newTLSListener(inner net.Listener, config *tls.Config, timeout time.Duration,
+func newTLSListener(inner net.Listener, current func() *snapshot, timeout time.Duration,
 	failed func(net.Addr, error)) *tlsListener {
 	l := &tlsListener{
 		inner:   inner,
-		config:  config,
+		current: current,
 		timeout: timeout,
 		failed:  failed,
 		ready:   make(chan net.Conn),
@@ -98,7 +104,10 @@ func isTemporary(err error) bool {
 }
 
 func (l *tlsListener) handshake(c net.Conn) {
-	tc := tls.Server(c, l.config)
+	// One snapshot per connection: the handshake runs wholly under either
+	// the old material or the new, never a mix.
+	snap := l.current()
+	tc := tls.Server(c, snap.tls)
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
 	err := tc.Handshake()
 	if err != nil {
@@ -109,11 +118,23 @@ func (l *tlsListener) handshake(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 
+	l.handed.Store(tc, newConnInfo(tc.ConnectionState(), snap.gen))
 	select {
 	case l.ready <- tc:
 	case <-l.done:
+		l.handed.Delete(tc)
 		_ = tc.Close()
 	}
+}
+
+// take returns what c was verified with; the HTTP server's ConnContext
+// calls it once per connection.
+func (l *tlsListener) take(c net.Conn) *connInfo {
+	v, ok := l.handed.LoadAndDelete(c)
+	if !ok {
+		return nil
+	}
+	return v.(*connInfo)
 }
 
 // answerPlainHTTP tells a client that spoke clear HTTP to the TLS port what
@@ -121,7 +142,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 // readable error instead of garbage.
 func answerPlainHTTP(err error) {
 	var re tls.RecordHeaderError
-	if !errors.As(err, &re) || re.Conn == nil {
+	if !errors.As(err, &re) || re.Conn == nil || !policy.LooksLikeHTTP(re.RecordHeader) {
 		return
 	}
 	_ = re.Conn.SetWriteDeadline(time.Now().Add(time.Second))

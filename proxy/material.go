@@ -21,6 +21,7 @@ type material struct {
 	keypairs []tls.Certificate
 	cas      []caFile
 	pool     *x509.CertPool
+	crls     *policy.CRLSet
 	warnings []string
 }
 
@@ -64,7 +65,53 @@ func loadMaterial(ms MetricsService, p *Problems, now time.Time) *material {
 		all = append(all, certs...)
 	}
 	m.pool = policy.NewPool(all)
+
+	var lists []*x509.RevocationList
+	for i, path := range ms.CRLFiles {
+		key := fmt.Sprintf("metrics_service.crl_files[%d]", i)
+		l, err := loadCRLFile(path)
+		if err != nil {
+			p.add(key, err.Error())
+			continue
+		}
+		lists = append(lists, l...)
+	}
+	if len(lists) > 0 {
+		set, err := policy.NewCRLSet(lists, all)
+		if err != nil {
+			p.add("metrics_service.crl_files", err.Error())
+		}
+		m.crls = set
+		for _, crl := range set.Stale(now) {
+			m.warnings = append(m.warnings, fmt.Sprintf("metrics_service.crl_files: the CRL "+
+				"of %q was due for update at %s; it is still enforced", crl.Issuer,
+				crl.NextUpdate.UTC().Format(time.RFC3339)))
+		}
+	}
 	return m
+}
+
+func loadCRLFile(path string) ([]*x509.RevocationList, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CRL: %w", err)
+	}
+	crls, err := policy.ParseCRLs(data)
+	if err != nil {
+		return nil, fmt.Errorf("CRL file %s: %w", path, err)
+	}
+	return crls, nil
+}
+
+// files returns every file the material is read from, for change
+// detection.
+func materialFiles(ms MetricsService) []string {
+	var files []string
+	for _, kp := range ms.Keypairs {
+		files = append(files, kp.CertFile, kp.KeyFile)
+	}
+	files = append(files, ms.CACerts...)
+	return append(files, ms.CRLFiles...)
 }
 
 func loadCAFile(path string) ([]*x509.Certificate, error) {

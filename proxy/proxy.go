@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,9 +21,7 @@ import (
 type Proxy struct {
 	cfg      *Config
 	log      hclog.Logger
-	material *material
-	certs    *certStore
-	tls      *tls.Config
+	certs    *certReloader // nil without mTLS
 	fwd      *upstream.Forwarder
 	inFlight atomic.Int64
 
@@ -55,24 +52,11 @@ func New(cfg *Config, log hclog.Logger) (*Proxy, error) {
 
 	ms := cfg.MetricsService
 	if ms.Enabled && ms.MTLS {
-		probs := &Problems{File: cfg.File, lines: cfg.lines}
-		p.material = loadMaterial(ms, probs, time.Now())
-		if len(probs.List) > 0 {
-			return nil, probs
-		}
-		certs, err := newCertStore(p.material.keypairs)
+		certs, err := newCertReloader(cfg, log.Named("certs"))
 		if err != nil {
-			return nil, fmt.Errorf("loading server keypairs: %w", err)
-		}
-		p.certs = certs
-		p.tls, err = policy.ServerConfig(policy.ServerOptions{
-			ClientCAs:      p.material.pool,
-			GetCertificate: certs.GetCertificate,
-		})
-		if err != nil {
-			certs.Stop()
 			return nil, err
 		}
+		p.certs = certs
 	}
 
 	if ms.Enabled {
@@ -88,10 +72,19 @@ func New(cfg *Config, log hclog.Logger) (*Proxy, error) {
 // certificates, one line each.
 func (p *Proxy) Warnings() []string {
 	w := append([]string(nil), p.cfg.Warnings...)
-	if p.material != nil {
-		w = append(w, p.material.warnings...)
+	if p.certs != nil {
+		w = append(w, p.certs.Current().material.warnings...)
 	}
 	return w
+}
+
+// Reload re-reads the certificate files now, as on SIGHUP. On error the
+// previous material stays in service.
+func (p *Proxy) Reload() error {
+	if p.certs == nil {
+		return nil
+	}
+	return p.certs.Reload("SIGHUP", true)
 }
 
 func (p *Proxy) metricsServer() *server {
@@ -102,6 +95,7 @@ func (p *Proxy) metricsServer() *server {
 		fwd:      p.fwd,
 		log:      log,
 		inFlight: &p.inFlight,
+		identity: ms.TLS.Identity,
 	}
 	s := &server{
 		name: "metrics",
@@ -117,16 +111,23 @@ func (p *Proxy) metricsServer() *server {
 			DisableGeneralOptionsHandler: true,
 		},
 	}
-	if p.tls == nil {
+	if p.certs == nil {
 		s.describe = []any{"tls", false, "mtls", false}
 		return s
 	}
 
-	s.describe = []any{"tls", true, "mtls", true, "keypairs", len(p.material.keypairs),
-		"ca_files", len(p.material.cas), "cas", countCAs(p.material.cas)}
-	s.wrap = func(l net.Listener) net.Listener {
-		return newTLSListener(l, p.tls, ms.HandshakeTimeout.Duration,
+	h.current = p.certs.Current
+	m := p.certs.Current().material
+	s.describe = []any{"tls", true, "mtls", true, "keypairs", len(m.keypairs),
+		"ca_files", len(m.cas), "cas", countCAs(m.cas), "crl_files", len(ms.CRLFiles),
+		"identity_rules", !ms.TLS.Identity.Empty()}
+	s.wrap = func(inner net.Listener) net.Listener {
+		l := newTLSListener(inner, p.certs.Current, ms.HandshakeTimeout.Duration,
 			func(remote net.Addr, err error) { logHandshakeFailure(log, remote, err) })
+		s.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return withConnInfo(ctx, l.take(c))
+		}
+		return l
 	}
 	return s
 }
@@ -204,6 +205,9 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		p.log.Info("metrics service disabled: the diag listener forwards the metrics path")
 	}
 	go p.probeUpstream()
+	if p.certs != nil {
+		p.startCertificates(ctx)
+	}
 
 	errc := make(chan error, len(p.servers))
 	for _, s := range p.servers {
@@ -246,9 +250,26 @@ func (p *Proxy) shutdown() {
 
 	p.fwd.Close()
 	if p.certs != nil {
-		p.certs.Stop()
+		p.certs.Current().certs.Stop()
 	}
 	p.log.Info("stopped")
+}
+
+// startCertificates logs the trust in effect, warns of what expires soon,
+// and starts watching the files for changes.
+func (p *Proxy) startCertificates(ctx context.Context) {
+	ms := p.cfg.MetricsService
+	for _, c := range allCAs(p.certs.Current().material.cas) {
+		p.log.Info("trusting client CA", "subject", c.Subject.String(),
+			"not_after", c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if ms.TLS.Identity.Empty() {
+		p.log.Info("no client identity rules: any certificate the CAs signed may scrape")
+	}
+	p.certs.mu.Lock()
+	p.certs.checkExpiry(time.Now())
+	p.certs.mu.Unlock()
+	p.certs.watch(ctx)
 }
 
 // probeUpstream dials the daemon once at start, so that a wrong upstream

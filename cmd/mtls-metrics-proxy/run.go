@@ -72,6 +72,23 @@ func runCmd(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go func() {
+		// Once draining, a second SIGTERM or Ctrl-C takes the default
+		// action and ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			// The proxy logs the outcome; a failed reload keeps the old
+			// material, so there is nothing more to do here.
+			_ = p.Reload()
+		}
+	}()
+
 	if err := p.Serve(ctx); err != nil {
 		return exitError
 	}
