@@ -158,6 +158,11 @@ func loadKeypair(kp Keypair, now time.Time) (tls.Certificate, []string, error) {
 		return tls.Certificate{}, nil, err
 	}
 
+	keyWarning, err := checkKeyMode(kp.KeyFile)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("%s with %s: %w", kp.CertFile, kp.KeyFile, err)
@@ -173,7 +178,60 @@ func loadKeypair(kp Keypair, now time.Time) (tls.Certificate, []string, error) {
 		return tls.Certificate{}, nil, fmt.Errorf("%s: certificate names no host: "+
 			"it has neither SANs nor a common name", kp.CertFile)
 	}
-	return cert, keypairWarnings(kp.CertFile, leaf, now), nil
+	warns := keypairWarnings(kp.CertFile, leaf, now)
+	if keyWarning != "" {
+		warns = append(warns, keyWarning)
+	}
+	return cert, warns, nil
+}
+
+// checkKeyMode refuses a private key file anyone may write (someone could
+// swap in a key of their own) and warns about one anyone may read (C11).
+// The mode is that of the file a symlink leads to, as Kubernetes secret
+// volumes link their files.
+func checkKeyMode(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("reading private key: %w", err)
+	}
+	mode := fi.Mode().Perm()
+	switch {
+	case mode&0o002 != 0:
+		return "", fmt.Errorf("%s: private key file is writable by every user "+
+			"(mode %04o); make it 0600 or 0400", path, mode)
+	case mode&0o004 != 0:
+		return fmt.Sprintf("%s: private key file is readable by every user (mode %04o); "+
+			"make it 0600 or 0400", path, mode), nil
+	}
+	return "", nil
+}
+
+// certInfo describes one certificate in service, for logs, check and the
+// proxy's own metrics.
+type certInfo struct {
+	Kind     string // "server" or "client_ca"
+	File     string
+	Subject  string
+	Serial   string
+	NotAfter time.Time
+}
+
+// inventory lists every server certificate and CA in service.
+func (m *material) inventory(ms MetricsService) []certInfo {
+	var out []certInfo
+	for i, kp := range m.keypairs {
+		out = append(out, certInfo{Kind: "server", File: ms.Keypairs[i].CertFile,
+			Subject: kp.Leaf.Subject.String(), Serial: kp.Leaf.SerialNumber.Text(16),
+			NotAfter: kp.Leaf.NotAfter})
+	}
+	for _, f := range m.cas {
+		for _, c := range f.certs {
+			out = append(out, certInfo{Kind: "client_ca", File: f.path,
+				Subject: c.Subject.String(), Serial: c.SerialNumber.Text(16),
+				NotAfter: c.NotAfter})
+		}
+	}
+	return out
 }
 
 func keypairWarnings(file string, leaf *x509.Certificate, now time.Time) []string {

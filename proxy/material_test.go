@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"math/big"
+	"os"
 	"errors"
 	"net/http"
 	"path/filepath"
@@ -241,4 +244,89 @@ func TestKeyFormats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeyFileModes covers C11: a world-readable key is a warning, a
+// world-writable one an error, a certificate's mode does not matter.
+func TestKeyFileModes(t *testing.T) {
+	pki := newTestPKI(t)
+	tests := []struct {
+		name     string
+		keyMode  os.FileMode
+		certMode os.FileMode
+		warn     bool
+		fail     bool
+	}{
+		{"C11a key 0644 warns", 0o644, 0o644, true, false},
+		{"C11b key 0600 is quiet", 0o600, 0o644, false, false},
+		{"C11c certificate 0644 is quiet", 0o400, 0o644, false, false},
+		{"C11d key 0666 is refused", 0o666, 0o644, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			kp := Keypair{
+				CertFile: writeFile(t, dir, "c.pem", pki.server.CertPEM(), 0o644),
+				KeyFile:  writeFile(t, dir, "k.pem", pki.server.KeyPEM(), 0o600),
+			}
+			// Set modes explicitly: the umask may have narrowed them.
+			if err := os.Chmod(kp.KeyFile, tc.keyMode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(kp.CertFile, tc.certMode); err != nil {
+				t.Fatal(err)
+			}
+
+			_, warns, err := loadKeypair(kp, time.Now())
+			if tc.fail {
+				if err == nil || !strings.Contains(err.Error(), "writable by every user") ||
+					!strings.Contains(err.Error(), "k.pem") {
+					t.Fatalf("want a refusal naming k.pem, got %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Contains(strings.Join(warns, "\n"), "readable by every user")
+			if got != tc.warn {
+				t.Errorf("warned %v, want %v: %q", got, tc.warn, warns)
+			}
+		})
+	}
+}
+
+// TestExpiryWarnings checks the start-up warnings for a server
+// certificate and a CA inside the warning window, and for a CRL past its
+// next update.
+func TestExpiryWarnings(t *testing.T) {
+	pki := newTestPKI(t)
+	up := newRecordingUpstream(t)
+	tmpl := devpki.ServerTemplate("sidecar.test", "127.0.0.1")
+	tmpl.NotAfter = time.Now().Add(3 * 24 * time.Hour)
+	soon := mustIssue(t, pki.ca, tmpl)
+	writeFile(t, pki.dir, "server.pem", soon.CertPEM(), 0o644)
+	writeFile(t, pki.dir, "server-key.pem", soon.KeyPEM(), 0o600)
+
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:     big.NewInt(1),
+		ThisUpdate: time.Now().Add(-48 * time.Hour),
+		NextUpdate: time.Now().Add(-24 * time.Hour),
+	}, pki.ca.Cert, pki.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pki.dir, "crl.der", der, 0o644)
+
+	rp := startProxy(t, pki.dir, baseConfig(pki, up.URL, `crl_files = ["crl.der"]`))
+	rp.logs.waitForLog(t, "certificate expires soon: kind=server")
+	rp.logs.waitForLog(t, "CRL is past its next update")
+	if strings.Contains(rp.logs.String(), "kind=client_ca") {
+		t.Error("warned about a CA a year from expiry")
+	}
+
+	// A window wider than the CA's year warns about the CA too.
+	pki2 := newTestPKI(t)
+	rp2 := startProxy(t, pki2.dir, baseConfig(pki2, up.URL, `expiry_warning = "9000h"`))
+	rp2.logs.waitForLog(t, "certificate expires soon: kind=client_ca")
 }

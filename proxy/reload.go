@@ -129,6 +129,9 @@ func (r *certReloader) Reload(trigger string, force bool) error {
 	r.stats.success.Add(1)
 	r.stats.lastSuccess.Store(time.Now().Unix())
 	r.logChanges(trigger, old.material, snap.material)
+	for _, w := range snap.material.warnings {
+		r.log.Warn(w)
+	}
 	r.checkExpiry(time.Now())
 	return nil
 }
@@ -167,23 +170,14 @@ func allCAs(files []caFile) []*x509.Certificate {
 func (r *certReloader) checkExpiry(now time.Time) {
 	r.lastExpiry = now
 	m := r.current.Load().material
-	window := r.ms.ExpiryWarning.Duration
-	warn := func(kind, where string, c *x509.Certificate) {
+	for _, c := range m.inventory(r.ms) {
 		left := c.NotAfter.Sub(now)
-		if left > window {
-			return
+		if left > r.ms.ExpiryWarning.Duration {
+			continue
 		}
-		r.log.Warn("certificate expires soon", "kind", kind, "file", where,
-			"subject", c.Subject.String(), "not_after", c.NotAfter.UTC().Format(time.RFC3339),
+		r.log.Warn("certificate expires soon", "kind", c.Kind, "file", c.File,
+			"subject", c.Subject, "not_after", c.NotAfter.UTC().Format(time.RFC3339),
 			"left", left.Round(time.Minute).String())
-	}
-	for i, kp := range m.keypairs {
-		warn("server", r.ms.Keypairs[i].CertFile, kp.Leaf)
-	}
-	for _, f := range m.cas {
-		for _, c := range f.certs {
-			warn("client_ca", f.path, c)
-		}
 	}
 	for _, crl := range m.crls.Stale(now) {
 		r.log.Warn("CRL is past its next update; still enforced", "issuer",
