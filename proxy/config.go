@@ -36,6 +36,8 @@ type Config struct {
 	// Diag is the clear-text listener that takes over the daemon's old
 	// diag address.
 	Diag Diag `toml:"diag"`
+	// Health is the clear-text listener for orchestrator probes.
+	Health Health `toml:"health"`
 	// Log sets the log level and format.
 	Log Log `toml:"log"`
 
@@ -64,6 +66,10 @@ type MetricsService struct {
 	// Keypairs are the server certificates. The SNI picks one; without SNI
 	// the one whose IP SANs hold the listener's address, else the first.
 	Keypairs []Keypair `toml:"keypairs"`
+
+	// OwnMetricsPath is where the proxy serves its own metrics, behind the
+	// same mTLS and identity rules as the scrape path. Empty turns it off.
+	OwnMetricsPath string `toml:"own_metrics_path"`
 
 	// ClientAllowedSANs, ClientAllowedCommonNames and
 	// ClientAllowedOrganizationalUnits narrow who may scrape among the
@@ -141,6 +147,15 @@ type Upstream struct {
 type Diag struct {
 	// ListenAddr is host:port. Empty means no diag listener.
 	ListenAddr string `toml:"listen_addr"`
+	// KeepMetrics serves the metrics path here too while the metrics
+	// service is enabled: a bridge while Prometheus moves to the new job.
+	KeepMetrics bool `toml:"keep_metrics"`
+}
+
+// Health is the [health] section.
+type Health struct {
+	// ListenAddr is host:port. Empty means no health listener.
+	ListenAddr string `toml:"listen_addr"`
 }
 
 // Log is the [log] section.
@@ -174,6 +189,7 @@ func defaults() Config {
 		MetricsService: MetricsService{
 			Enabled:           true,
 			MTLS:              true,
+			OwnMetricsPath:    "/proxy/metrics",
 			HandshakeTimeout:  Duration{10 * time.Second},
 			ReadHeaderTimeout: Duration{10 * time.Second},
 			IdleTimeout:       Duration{3 * time.Minute},
@@ -263,6 +279,18 @@ func (c *Config) check(p *Problems) {
 			p.add("diag.listen_addr", "same address as metrics_service.listen_addr")
 		}
 	}
+	if c.Diag.KeepMetrics {
+		switch {
+		case c.Diag.ListenAddr == "":
+			p.add("diag.keep_metrics", "needs diag.listen_addr")
+		case ms.Enabled:
+			c.Warnings = append(c.Warnings, "diag.keep_metrics = true: the metrics path "+
+				"is still served in clear text on the diag listener; turn it off once "+
+				"Prometheus scrapes the mTLS listener")
+		}
+	}
+	checkListenAddr(p, "health.listen_addr", c.Health.ListenAddr)
+
 	if !ms.Enabled && c.Diag.ListenAddr == "" {
 		p.add("metrics_service.enabled", "nothing to serve: the metrics service is "+
 			"disabled and there is no diag.listen_addr")
@@ -323,6 +351,14 @@ func (c *Config) checkMetricsService(dir string, p *Problems) {
 		if len(ms.CACerts) == 0 {
 			p.add("metrics_service.ca_certs", "mtls is enabled but ca_certs is empty; "+
 				"list the CA bundles that sign your scrapers' client certificates")
+		}
+	}
+
+	if ms.OwnMetricsPath != "" {
+		if err := policy.ValidatePath(ms.OwnMetricsPath); err != nil {
+			p.add("metrics_service.own_metrics_path", err.Error())
+		} else if ms.OwnMetricsPath == c.Upstream.MetricsPath {
+			p.add("metrics_service.own_metrics_path", "must differ from upstream.metrics_path")
 		}
 	}
 
@@ -387,6 +423,16 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// checkListenAddr checks an optional host:port.
+func checkListenAddr(p *Problems, key, addr string) {
+	if addr == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		p.add(key, fmt.Sprintf("want host:port: %v", err))
+	}
 }
 
 // withDefaultPort returns addr with port added when it names none.

@@ -27,10 +27,24 @@ type scrapeHandler struct {
 	inFlight *atomic.Int64
 	identity *policy.Identity
 	current  func() *snapshot // nil without mTLS
+	metrics  *proxyMetrics
+
+	ownRule policy.PathRule
+	own     http.Handler // the proxy's own metrics; nil when turned off
+
+	// upstreamOK is when the daemon last answered a scrape, in Unix
+	// nanoseconds; readiness reads it.
+	upstreamOK *atomic.Int64
 }
 
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	verdict, rawQuery, hasQuery := h.rule.Decide(r.Method, r.RequestURI)
+	own := false
+	if verdict == policy.NotFound && h.own != nil {
+		if v, _, _ := h.ownRule.Decide(r.Method, r.RequestURI); v != policy.NotFound {
+			verdict, own = v, true
+		}
+	}
 	switch verdict {
 	case policy.NotFound:
 		h.refuse(w, r, verdict, http.StatusNotFound)
@@ -45,12 +59,21 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, reason, detail)
 		return
 	}
+	if own {
+		h.own.ServeHTTP(w, r)
+		return
+	}
 
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
 	start := time.Now()
 	res := h.fwd.Forward(w, r, rawQuery, hasQuery)
-	h.logScrape(r, res, time.Since(start))
+	elapsed := time.Since(start)
+	if res.Failure == "" {
+		h.upstreamOK.Store(time.Now().UnixNano())
+	}
+	h.metrics.scrapeDone(res, elapsed.Seconds())
+	h.logScrape(r, res, elapsed)
 
 	if res.Aborted {
 		// Cut the connection (or the HTTP/2 stream) so that the scraper
@@ -86,6 +109,7 @@ func (h *scrapeHandler) authorize(r *http.Request) (reason, detail string) {
 // scrape. The log names what the certificate carried, not the rules, so
 // that reading the log does not teach which identity would pass.
 func (h *scrapeHandler) deny(w http.ResponseWriter, r *http.Request, reason, detail string) {
+	h.metrics.requestRefused(reason, http.StatusForbidden)
 	ci := connInfoFrom(r.Context())
 	args := append([]any{"reason", reason, "detail", detail, "remote_addr", r.RemoteAddr},
 		policy.Describe(ci.leaf)...)
@@ -106,6 +130,7 @@ func (h *scrapeHandler) deny(w http.ResponseWriter, r *http.Request, reason, det
 
 func (h *scrapeHandler) refuse(w http.ResponseWriter, r *http.Request, v policy.Verdict,
 	status int) {
+	h.metrics.requestRefused(v.String(), status)
 	if h.log.IsInfo() {
 		h.log.Info("request refused", "reason", v.String(), "status", status,
 			"method", truncate(r.Method, 16), "target", truncate(r.RequestURI, maxLoggedPath),
@@ -175,7 +200,7 @@ func newDiagHandler(cfg *Config, transport http.RoundTripper, log hclog.Logger) 
 	addr := cfg.Upstream.Address
 	h := &diagHandler{
 		rule:         policy.PathRule{Path: cfg.Upstream.MetricsPath},
-		blockMetrics: cfg.MetricsService.Enabled,
+		blockMetrics: cfg.MetricsService.Enabled && !cfg.Diag.KeepMetrics,
 		log:          log,
 	}
 	if h.blockMetrics {

@@ -19,11 +19,14 @@ import (
 // Proxy is a configured mtls-metrics-proxy: its listeners, their servers,
 // and the material they serve with.
 type Proxy struct {
-	cfg      *Config
-	log      hclog.Logger
-	certs    *certReloader // nil without mTLS
-	fwd      *upstream.Forwarder
-	inFlight atomic.Int64
+	cfg        *Config
+	log        hclog.Logger
+	certs      *certReloader // nil without mTLS
+	fwd        *upstream.Forwarder
+	metrics    *proxyMetrics
+	inFlight   atomic.Int64
+	upstreamOK atomic.Int64 // Unix nanoseconds of the daemon's last answer
+	build      BuildInfo
 
 	servers []*server
 }
@@ -38,11 +41,22 @@ type server struct {
 	describe []any
 }
 
+// Option adjusts a Proxy built by [New].
+type Option func(*Proxy)
+
+// WithBuildInfo names the running build in the proxy's own metrics.
+func WithBuildInfo(b BuildInfo) Option {
+	return func(p *Proxy) { p.build = b }
+}
+
 // New builds a Proxy from cfg: it reads and checks every certificate file,
 // so that all problems are known before anything listens. The error is a
 // [*Problems] when files are at fault.
-func New(cfg *Config, log hclog.Logger) (*Proxy, error) {
-	p := &Proxy{cfg: cfg, log: log}
+func New(cfg *Config, log hclog.Logger, opts ...Option) (*Proxy, error) {
+	p := &Proxy{cfg: cfg, log: log, build: BuildInfo{Version: "dev", Revision: "unknown"}}
+	for _, o := range opts {
+		o(p)
+	}
 	p.fwd = upstream.NewForwarder(upstream.Options{
 		Address:    cfg.Upstream.Address,
 		Path:       cfg.Upstream.MetricsPath,
@@ -59,11 +73,15 @@ func New(cfg *Config, log hclog.Logger) (*Proxy, error) {
 		p.certs = certs
 	}
 
+	p.metrics = newProxyMetrics(p, p.build)
 	if ms.Enabled {
 		p.servers = append(p.servers, p.metricsServer())
 	}
 	if cfg.Diag.ListenAddr != "" {
 		p.servers = append(p.servers, p.diagServer())
+	}
+	if cfg.Health.ListenAddr != "" {
+		p.servers = append(p.servers, p.healthServer())
 	}
 	return p, nil
 }
@@ -96,6 +114,13 @@ func (p *Proxy) metricsServer() *server {
 		log:      log,
 		inFlight: &p.inFlight,
 		identity: ms.TLS.Identity,
+		metrics:  p.metrics,
+
+		upstreamOK: &p.upstreamOK,
+	}
+	if ms.OwnMetricsPath != "" {
+		h.ownRule = policy.PathRule{Path: ms.OwnMetricsPath}
+		h.own = p.metrics.handler(log)
 	}
 	s := &server{
 		name: "metrics",
@@ -123,7 +148,9 @@ func (p *Proxy) metricsServer() *server {
 		"identity_rules", !ms.TLS.Identity.Empty()}
 	s.wrap = func(inner net.Listener) net.Listener {
 		l := newTLSListener(inner, p.certs.Current, ms.HandshakeTimeout.Duration,
-			func(remote net.Addr, err error) { logHandshakeFailure(log, remote, err) })
+			func(remote net.Addr, err error) {
+				p.metrics.handshakeFailed(logHandshakeFailure(log, remote, err))
+			})
 		s.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			return withConnInfo(ctx, l.take(c))
 		}
@@ -143,7 +170,22 @@ func (p *Proxy) diagServer() *server {
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          stdLogger(log, hclog.Debug),
 		},
-		describe: []any{"tls", false, "metrics_path_forwarded", !p.cfg.MetricsService.Enabled},
+		describe: []any{"tls", false, "metrics_path_forwarded",
+			!p.cfg.MetricsService.Enabled || p.cfg.Diag.KeepMetrics},
+	}
+}
+
+func (p *Proxy) healthServer() *server {
+	return &server{
+		name: "health",
+		addr: p.cfg.Health.ListenAddr,
+		http: &http.Server{
+			Handler:           &healthHandler{p: p},
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       time.Minute,
+			ErrorLog:          stdLogger(p.log.Named("health"), hclog.Debug),
+		},
+		describe: []any{"tls", false},
 	}
 }
 

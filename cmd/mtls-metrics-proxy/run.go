@@ -60,7 +60,7 @@ func runCmd(args []string, stderr io.Writer) int {
 		return exitError
 	}
 	log := proxy.NewLogger(cfg.Log, stderr)
-	p, err := proxy.New(cfg, log)
+	p, err := proxy.New(cfg, log, proxy.WithBuildInfo(buildInfo()))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError

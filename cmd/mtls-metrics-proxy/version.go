@@ -5,12 +5,15 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func versionCmd(stdout io.Writer) int {
+// buildInfo returns the version and the commit the binary was built from.
+func buildInfo() proxy.BuildInfo {
 	commit, modified := "unknown", false
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range info.Settings {
@@ -25,7 +28,12 @@ func versionCmd(stdout io.Writer) int {
 	if modified {
 		commit += "-dirty"
 	}
+	return proxy.BuildInfo{Version: version, Revision: commit}
+}
+
+func versionCmd(stdout io.Writer) int {
+	b := buildInfo()
 	fmt.Fprintf(stdout, "mtls-metrics-proxy %s\ncommit: %s\ngo: %s %s/%s\n",
-		version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		b.Version, b.Revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
 }
