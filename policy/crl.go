@@ -138,3 +138,11 @@ func (s *CRLSet) Stale(now time.Time) []*x509.RevocationList {
 	}
 	return stale
 }
+
+// Lists returns the revocation lists in the set.
+func (s *CRLSet) Lists() []*x509.RevocationList {
+	if s == nil {
+		return nil
+	}
+	return s.lists
+}

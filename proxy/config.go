@@ -236,6 +236,7 @@ func Parse(path string, data []byte) (*Config, error) {
 
 	cfg.check(probs)
 	if len(probs.List) > 0 {
+		probs.sort()
 		return nil, probs
 	}
 	cfg.lines = lines

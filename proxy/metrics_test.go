@@ -125,7 +125,7 @@ func TestUpstreamErrorsAreCounted(t *testing.T) {
 	get(t, c, "https://"+rp.metrics+"/metrics")
 	_, body, _ := get(t, c, "https://"+rp.metrics+"/proxy/metrics")
 	for series, want := range map[string]float64{
-		`mtls_metrics_proxy_upstream_errors_total{kind="dial"}`:                 1,
+		`mtls_metrics_proxy_upstream_errors_total{kind="dial"}`:                  1,
 		`mtls_metrics_proxy_requests_total{code="502",outcome="upstream_error"}`: 1,
 	} {
 		if got := metricValue(t, body, series); got != want {

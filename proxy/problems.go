@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,11 +16,11 @@ import (
 type Problem struct {
 	// Key is the dotted configuration key, such as
 	// "metrics_service.keypairs[0].cert_file"; empty for syntax errors.
-	Key string
+	Key string `json:"key,omitempty"`
 	// Line is the key's line in the file, or 0 when it is not known.
-	Line int
+	Line int `json:"line,omitempty"`
 	// Msg says what is wrong.
-	Msg string
+	Msg string `json:"message"`
 }
 
 // Problems lists everything wrong with a configuration, so that an operator
@@ -51,6 +52,22 @@ func (p *Problems) Error() string {
 		b.WriteString(pr.Msg)
 	}
 	return b.String()
+}
+
+// sort orders the problems by line, those without a line last, so that
+// an operator can fix the file from top to bottom.
+func (p *Problems) sort() {
+	slices.SortStableFunc(p.List, func(a, b Problem) int {
+		switch {
+		case a.Line == b.Line:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return a.Line - b.Line
+	})
 }
 
 func (p *Problems) add(key, msg string) {

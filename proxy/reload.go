@@ -69,6 +69,7 @@ func (r *certReloader) build(gen uint64, now time.Time) (*snapshot, error) {
 	probs := &Problems{File: r.file, lines: r.lines}
 	m := loadMaterial(r.ms, probs, now)
 	if len(probs.List) > 0 {
+		probs.sort()
 		return nil, probs
 	}
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/proxy"
 )
@@ -96,8 +98,9 @@ func runCmd(args []string, stderr io.Writer) int {
 }
 
 func checkCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check", "check --config FILE", stderr)
+	fs := newFlags("check", "check --config FILE [--json]", stderr)
 	config := fs.String("config", "", "configuration `file` (TOML)")
+	asJSON := fs.Bool("json", false, "print the report as JSON, for tools")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -107,19 +110,51 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	cfg, err := proxy.Load(*config)
+	report, err := check(*config)
 	if err != nil {
+		if *asJSON {
+			writeJSON(stdout, failedReport(*config, err))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return exitError
+	}
+	if *asJSON {
+		writeJSON(stdout, report)
+	} else if err := report.WriteText(stdout); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError
+	}
+	return exitOK
+}
+
+// check loads the configuration and its certificates exactly as run
+// would, and describes what they would serve.
+func check(path string) (proxy.Report, error) {
+	cfg, err := proxy.Load(path)
+	if err != nil {
+		return proxy.Report{}, err
 	}
 	p, err := proxy.New(cfg, proxy.NewLogger(proxy.Log{Level: "off"}, io.Discard))
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitError
+		return proxy.Report{}, err
 	}
-	for _, w := range p.Warnings() {
-		fmt.Fprintln(stdout, "warning:", w)
+	return p.Report(time.Now()), nil
+}
+
+func failedReport(path string, err error) proxy.Report {
+	r := proxy.Report{Config: path, Warnings: []string{}, CheckedAt: time.Now()}
+	var probs *proxy.Problems
+	if errors.As(err, &probs) {
+		r.Problems = probs.List
+	} else {
+		r.Problems = []proxy.Problem{{Msg: err.Error()}}
 	}
-	fmt.Fprintf(stdout, "%s: configuration OK\n", *config)
-	return exitOK
+	return r
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

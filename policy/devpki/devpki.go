@@ -98,22 +98,36 @@ type CA struct {
 	Leaf
 }
 
-// NewCA makes a self-signed root CA named name.
+// caValidity is how long a CA lives when its template does not say.
+const caValidity = 365 * 24 * time.Hour
+
+// NewCA makes a self-signed root CA named name, valid for a year.
 func NewCA(name string) (*CA, error) {
-	return newCA(name, nil)
+	return NewCAFrom(Template{CommonName: name})
+}
+
+// NewCAFrom makes a self-signed root CA from t; only its names, validity
+// and key type are used. Empty Organization gets the dev PKI's name.
+func NewCAFrom(t Template) (*CA, error) {
+	return newCA(t, nil)
 }
 
 // NewIntermediate makes a CA named name signed by ca.
 func (ca *CA) NewIntermediate(name string) (*CA, error) {
-	return newCA(name, ca)
+	return newCA(Template{CommonName: name}, ca)
 }
 
-func newCA(name string, parent *CA) (*CA, error) {
-	t := Template{
-		CommonName:   name,
-		Organization: []string{"mtls-metrics-proxy dev PKI"},
-		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+func newCA(t Template, parent *CA) (*CA, error) {
+	if len(t.Organization) == 0 {
+		t.Organization = []string{"mtls-metrics-proxy dev PKI"}
 	}
+	if t.NotAfter.IsZero() {
+		if t.NotBefore.IsZero() {
+			t.NotBefore = time.Now().Add(-time.Hour)
+		}
+		t.NotAfter = t.NotBefore.Add(caValidity)
+	}
+	t.ExtKeyUsage = nil
 	tmpl, key, err := prepare(t)
 	if err != nil {
 		return nil, err
