@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -413,6 +414,26 @@ y = 'z = 4'
 	for _, k := range []string{"a.c", "a.e", "a.h", "z"} {
 		if _, ok := got[k]; ok {
 			t.Errorf("%s is inside a string or comment but was located", k)
+		}
+	}
+}
+
+// TestREADMEDocumentsEveryKey fails when a configuration key is missing
+// from the README's configuration reference.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ref, ok := strings.Cut(string(readme), "## Configuration reference")
+	if !ok {
+		t.Fatal("README has no \"## Configuration reference\" section")
+	}
+	ref, _, _ = strings.Cut(ref, "\n## ")
+	for key := range configKeys() {
+		if !strings.Contains(ref, "`"+key+"`") && !strings.Contains(ref, "`["+key+"]`") &&
+			!strings.Contains(ref, "`[["+key+"]]`") {
+			t.Errorf("README's configuration reference lacks `%s`", key)
 		}
 	}
 }
