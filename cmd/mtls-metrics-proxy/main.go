@@ -30,8 +30,9 @@ func main() {
 const usage = `Usage: mtls-metrics-proxy COMMAND [FLAGS]
 
 Commands:
-  run --config FILE      serve until SIGTERM or SIGINT
-  check --config FILE    validate a configuration and its certificates
+  run --config FILE      serve until SIGTERM or SIGINT; SIGHUP reloads certificates
+  check --config FILE    validate a configuration and its certificates, and
+                         print what it would serve (--json for tools)
   dev-certs --out DIR    write a throwaway CA with server and client keypairs
   version                print version, commit and Go version
 
@@ -53,7 +54,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "dev-certs":
 		return devCertsCmd(rest, stdout, stderr)
 	case "version", "--version":
-		return versionCmd(stdout)
+		return versionCmd(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

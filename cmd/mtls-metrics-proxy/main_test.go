@@ -30,6 +30,9 @@ func TestDispatch(t *testing.T) {
 			exitError, "", "no such file"},
 		{"check without config", []string{"check"}, exitUsage, "", "--config is required"},
 		{"dev-certs without out", []string{"dev-certs"}, exitUsage, "", "--out is required"},
+		{"check help", []string{"check", "--help"}, exitOK, "", "-json"},
+		{"dev-certs help", []string{"dev-certs", "--help"}, exitOK, "", "-hosts"},
+		{"version help", []string{"version", "--help"}, exitOK, "", "Usage: mtls-metrics-proxy version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,7 +31,11 @@ func buildInfo() proxy.BuildInfo {
 	return proxy.BuildInfo{Version: version, Revision: commit}
 }
 
-func versionCmd(stdout io.Writer) int {
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "version", stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
 	b := buildInfo()
 	fmt.Fprintf(stdout, "mtls-metrics-proxy %s\ncommit: %s\ngo: %s %s/%s\n",
 		b.Version, b.Revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
