@@ -49,12 +49,23 @@ func ParseCABundle(data []byte) ([]*x509.Certificate, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("no complete PEM block: %w", ErrNoCertificates)
 	}
-	if bytes.Contains(rest, []byte("-----BEGIN")) {
-		// A bundle caught half-written would otherwise load with its last
-		// CA silently missing.
-		return nil, fmt.Errorf("incomplete PEM block after certificate %d", len(certs))
+	if err := allBlocksDecoded(data, len(certs)); err != nil {
+		return nil, err
 	}
 	return certs, nil
+}
+
+// allBlocksDecoded checks that every PEM block that data begins was
+// decoded. encoding/pem skips a block it cannot decode (a corrupt body, a
+// mismatched END line) and goes on with the next one, and a file caught
+// half-written ends in a block with no END at all; either way a CA or a
+// CRL would silently be missing.
+func allBlocksDecoded(data []byte, decoded int) error {
+	begun := bytes.Count(data, []byte("-----BEGIN "))
+	if begun != decoded {
+		return fmt.Errorf("%d of %d PEM blocks are incomplete or corrupt", begun-decoded, begun)
+	}
+	return nil
 }
 
 // NewPool returns a pool that trusts exactly certs.

@@ -16,7 +16,7 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		if len(bytes.TrimSpace(data)) == 0 {
 			return nil, errors.New("file is empty")
 		}
-		crl, err := x509.ParseRevocationList(data)
+		crl, err := parseCRL(data)
 		if err != nil {
 			return nil, fmt.Errorf("neither PEM nor a DER CRL: %w", err)
 		}
@@ -34,7 +34,7 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		if block.Type != "X509 CRL" {
 			return nil, fmt.Errorf("PEM block %d is %q, want X509 CRL", n, block.Type)
 		}
-		crl, err := x509.ParseRevocationList(block.Bytes)
+		crl, err := parseCRL(block.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("parsing CRL %d: %w", n, err)
 		}
@@ -43,10 +43,24 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 	if len(crls) == 0 {
 		return nil, errors.New("no complete PEM block")
 	}
-	if bytes.Contains(rest, []byte("-----BEGIN")) {
-		return nil, fmt.Errorf("incomplete PEM block after CRL %d", len(crls))
+	if err := allBlocksDecoded(data, len(crls)); err != nil {
+		return nil, err
 	}
 	return crls, nil
+}
+
+// parseCRL parses one DER list. x509.ParseRevocationList ignores bytes
+// after the list; here they are an error, since they may hold a second
+// list whose revocations would otherwise silently not be enforced.
+func parseCRL(der []byte) (*x509.RevocationList, error) {
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, err
+	}
+	if len(crl.Raw) != len(der) {
+		return nil, fmt.Errorf("%d bytes of trailing data after the CRL", len(der)-len(crl.Raw))
+	}
+	return crl, nil
 }
 
 // CRLSet answers whether a certificate was revoked by its issuer. Only

@@ -118,6 +118,7 @@ func ClassifyHandshakeError(err error, now time.Time) Reason {
 		return ReasonProtocolVersion
 	case strings.Contains(msg, "no cipher suite supported"),
 		strings.Contains(msg, "no ECDHE curve supported"),
+		strings.Contains(msg, "no key exchanges supported"),
 		strings.Contains(msg, "no mutually supported"):
 		return ReasonNoSharedParams
 	}

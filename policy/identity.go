@@ -59,13 +59,15 @@ func CompileIdentity(r IdentityRules) (*Identity, error) {
 		}
 	}
 	for _, cn := range r.CommonNames {
-		if cn == "" {
-			errs = append(errs, errors.New("client_allowed_common_names: empty name"))
+		if cn == "" || strings.TrimSpace(cn) != cn {
+			errs = append(errs, fmt.Errorf("client_allowed_common_names: %q: empty, "+
+				"or leading or trailing space", cn))
 		}
 	}
 	for _, ou := range r.OrganizationalUnits {
-		if ou == "" {
-			errs = append(errs, errors.New("client_allowed_organizational_units: empty name"))
+		if ou == "" || strings.TrimSpace(ou) != ou {
+			errs = append(errs, fmt.Errorf("client_allowed_organizational_units: %q: empty, "+
+				"or leading or trailing space", ou))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -83,16 +85,16 @@ func (id *Identity) addSAN(p string) error {
 	}
 
 	if addr, err := netip.ParseAddr(p); err == nil {
+		if addr.Zone() != "" {
+			return errors.New("an IP SAN has no zone")
+		}
 		id.ips = append(id.ips, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
 		return nil
 	}
 	if strings.Contains(p, "/") && !strings.Contains(p, "://") {
-		prefix, err := netip.ParsePrefix(p)
+		prefix, err := compilePrefix(p)
 		if err != nil {
-			return fmt.Errorf("not an IP prefix: %w", err)
-		}
-		if prefix.Masked() != prefix {
-			return fmt.Errorf("prefix has host bits set; did you mean %s?", prefix.Masked())
+			return err
 		}
 		id.ips = append(id.ips, prefix)
 		return nil
@@ -124,13 +126,45 @@ func (id *Identity) addSAN(p string) error {
 	return nil
 }
 
+// compilePrefix parses a CIDR prefix. Certificates' addresses are compared
+// unmapped, so an IPv4-mapped IPv6 prefix becomes the IPv4 prefix it means.
+func compilePrefix(p string) (netip.Prefix, error) {
+	prefix, err := netip.ParsePrefix(p)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not an IP prefix: %w", err)
+	}
+	if prefix.Masked() != prefix {
+		return netip.Prefix{}, fmt.Errorf("prefix has host bits set; did you mean %s?",
+			prefix.Masked())
+	}
+	if a := prefix.Addr(); a.Is4In6() {
+		if prefix.Bits() < 96 {
+			return netip.Prefix{}, errors.New("an IPv4-mapped prefix needs at least 96 bits")
+		}
+		prefix = netip.PrefixFrom(a.Unmap(), prefix.Bits()-96)
+	}
+	return prefix, nil
+}
+
 // compileDNS splits a DNS pattern into labels. "*" may stand for whole
-// labels only, and never for the last two, so that a pattern always names
-// a domain rather than "any name under a public suffix".
+// labels only, and never for the last two, so that "*.com" and "*.*" are
+// refused. (That does not know public suffixes: "*.co.uk" is allowed.)
+// A last label of digits only is refused: such a pattern is a mistyped IP
+// address (RFC 3696, section 2), which would never match the IP SAN meant.
 func compileDNS(p string) ([]string, error) {
+	for i := 0; i < len(p); i++ {
+		if p[i] >= 0x80 {
+			return nil, errors.New("non-ASCII name; write internationalised names " +
+				"in their xn-- form")
+		}
+	}
 	labels := strings.Split(strings.ToLower(p), ".")
 	if len(labels) < 2 {
 		return nil, errors.New("a DNS pattern needs at least two labels")
+	}
+	if last := labels[len(labels)-1]; last != "" && strings.Trim(last, "0123456789") == "" {
+		return nil, errors.New("the last label is all digits: not a valid DNS name; " +
+			"an IP address is written in full, like 10.0.0.1")
 	}
 	for i, l := range labels {
 		switch {
@@ -283,6 +317,11 @@ func (id *Identity) matchURI(u *url.URL) bool {
 	var segs []string
 	if u.Path != "" {
 		segs = strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	}
+	// A "*" segment must not match "." or "..": such an ID names another
+	// path than it spells, and SPIFFE forbids them.
+	if slices.Contains(segs, ".") || slices.Contains(segs, "..") {
+		return false
 	}
 	for _, pat := range id.uris {
 		if strings.EqualFold(u.Scheme, pat.scheme) && strings.EqualFold(u.Host, pat.host) &&

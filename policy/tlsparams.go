@@ -65,11 +65,13 @@ func cipherSuite(name string) (uint16, error) {
 // curves are the key exchanges a listener may be limited to, by the names
 // Go gives them.
 var curves = []tls.CurveID{
-	tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521,
+	tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
+	tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521,
 }
 
-// ParseCurves parses curve names: X25519MLKEM768, X25519, CurveP256,
-// CurveP384, CurveP521.
+// ParseCurves parses key exchange names: X25519MLKEM768,
+// SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, CurveP256, CurveP384,
+// CurveP521.
 func ParseCurves(names []string) ([]tls.CurveID, error) {
 	var ids []tls.CurveID
 	for _, n := range names {

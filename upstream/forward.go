@@ -99,6 +99,7 @@ func NewTransport(a Address, dialTimeout time.Duration) *http.Transport {
 		DisableCompression: true,
 
 		MaxIdleConnsPerHost:    64,
+		ReadBufferSize:         copyBufSize,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
@@ -171,7 +172,7 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 		return res
 	}
 
-	res.Bytes, err = copyBody(w, resp.Body, resp.ContentLength < 0)
+	res.Bytes, err = copyBody(w, resp.Body)
 	if err != nil {
 		res.Failure = FailureBodyCopy
 		if r.Context().Err() != nil {
@@ -252,31 +253,40 @@ func (f *Forwarder) fail(w http.ResponseWriter, r *http.Request, kind Failure, e
 	return res
 }
 
-// bufPool holds copy buffers. 32 KiB matches what a TLS connection can
-// seal in two full records and what the kernel hands back from a loopback
-// read in one go.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// copyBufSize is the size of the buffer a scrape's body is copied through,
+// and of the transport's read buffer. Reads this large let one read from
+// the daemon span the many small chunks its HTTP server writes, and let one
+// write to the scraper fill several TLS records; both cut system calls,
+// which dominate the cost of a scrape.
+const copyBufSize = 128 << 10
 
-// copyBody streams src to w. When the daemon streams a body of unknown
-// length, each piece is flushed as it arrives, so that the scraper sees
-// progress rather than a stall while the daemon is still writing.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
+// bufPool holds copy buffers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// flushLatency bounds how long body bytes may wait in the HTTP server's
+// write buffer while the daemon is slow to send more. Flushing after every
+// write instead would turn each chunk the daemon writes into extra, tiny
+// TLS records and system calls.
+const flushLatency = 50 * time.Millisecond
+
+// copyBody streams src to w. Writes are flushed when the daemon pauses for
+// flushLatency, so a slow daemon's output still reaches the scraper as it
+// comes, and at the end by the HTTP server.
+func copyBody(w http.ResponseWriter, src io.Reader) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 
-	flusher, _ := w.(http.Flusher)
+	lw := newLatencyWriter(w)
+	defer lw.stop()
 	var n int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
-			nw, werr := w.Write(buf[:nr])
+			nw, werr := lw.write(buf[:nr])
 			n += int64(nw)
 			if werr != nil {
 				return n, werr
-			}
-			if flush && flusher != nil {
-				flusher.Flush()
 			}
 		}
 		if rerr == io.EOF {
@@ -285,5 +295,60 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
 		if rerr != nil {
 			return n, rerr
 		}
+	}
+}
+
+// latencyWriter writes to a ResponseWriter and flushes it once written
+// bytes have waited flushLatency. The timer runs in its own goroutine, so
+// writes and flushes take turns under mu.
+type latencyWriter struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	flusher http.Flusher
+	timer   *time.Timer
+	pending bool // bytes written since the last flush
+	stopped bool
+}
+
+func newLatencyWriter(w http.ResponseWriter) *latencyWriter {
+	lw := &latencyWriter{w: w}
+	lw.flusher, _ = w.(http.Flusher)
+	return lw
+}
+
+func (lw *latencyWriter) write(p []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	n, err := lw.w.Write(p)
+	if lw.flusher == nil || lw.pending {
+		return n, err
+	}
+	lw.pending = true
+	if lw.timer == nil {
+		lw.timer = time.AfterFunc(flushLatency, lw.flush)
+	} else {
+		lw.timer.Reset(flushLatency)
+	}
+	return n, err
+}
+
+func (lw *latencyWriter) flush() {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if lw.stopped || !lw.pending {
+		return
+	}
+	lw.pending = false
+	lw.flusher.Flush()
+}
+
+// stop ends the timer; the HTTP server flushes what is left when the
+// handler returns.
+func (lw *latencyWriter) stop() {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	lw.stopped = true
+	if lw.timer != nil {
+		lw.timer.Stop()
 	}
 }
