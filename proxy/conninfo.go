@@ -17,6 +17,10 @@ type connInfo struct {
 	chain    []*x509.Certificate // as sent by the client, leaf first
 	notAfter time.Time           // earliest expiry in the verified chain
 	gen      atomic.Uint64
+
+	// flush writes out what the connection holds back (see
+	// coalescingConn); nil when nothing is held back.
+	flush func() error
 }
 
 func newConnInfo(cs tls.ConnectionState, gen uint64) *connInfo {

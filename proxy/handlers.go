@@ -66,6 +66,9 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
+	if ci := connInfoFrom(r.Context()); ci != nil && ci.flush != nil {
+		w = &connFlushWriter{ResponseWriter: w, flush: ci.flush}
+	}
 	start := time.Now()
 	res := h.fwd.Forward(w, r, rawQuery, hasQuery)
 	elapsed := time.Since(start)
@@ -155,6 +158,24 @@ func (h *scrapeHandler) logScrape(r *http.Request, res upstream.Result, d time.D
 		"bytes", res.Bytes, "duration", d.String(), "err", errString(res.Err),
 		"remote_addr", r.RemoteAddr, "peer", peerName(r))
 }
+
+// connFlushWriter makes a flush of the response reach the socket on a
+// connection whose writes are coalesced (see coalescingConn).
+type connFlushWriter struct {
+	http.ResponseWriter
+	flush func() error
+}
+
+// Flush flushes the HTTP server's buffer, then the connection's.
+func (w *connFlushWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	_ = w.flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *connFlushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // peerName is the client certificate's subject, for logs.
 func peerName(r *http.Request) string {

@@ -107,7 +107,8 @@ func (l *tlsListener) handshake(c net.Conn) {
 	// One snapshot per connection: the handshake runs wholly under either
 	// the old material or the new, never a mix.
 	snap := l.current()
-	tc := tls.Server(c, snap.tls)
+	cc := &coalescingConn{Conn: c}
+	tc := tls.Server(cc, snap.tls)
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
 	err := tc.Handshake()
 	if err != nil {
@@ -118,7 +119,13 @@ func (l *tlsListener) handshake(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 
-	l.handed.Store(tc, newConnInfo(tc.ConnectionState(), snap.gen))
+	cs := tc.ConnectionState()
+	ci := newConnInfo(cs, snap.gen)
+	if cs.NegotiatedProtocol != "h2" {
+		cc.enable()
+		ci.flush = cc.Flush
+	}
+	l.handed.Store(tc, ci)
 	select {
 	case l.ready <- tc:
 	case <-l.done:

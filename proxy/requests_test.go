@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -266,4 +267,51 @@ func TestUpstreamDown(t *testing.T) {
 	rp.logs.waitForLog(t, "failure=dial")
 	rp.logs.waitForLog(t, "connection refused")
 	rp.logs.waitForLog(t, "upstream not reachable yet")
+}
+
+// TestScrapeStreams checks, through the whole proxy, that a daemon which
+// pauses mid-body still has what it sent so far reach the scraper: the
+// proxy holds bytes back only briefly, for HTTP/1.1 and HTTP/2 alike.
+func TestScrapeStreams(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "first_part 1\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "second_part 2\n")
+	}))
+	t.Cleanup(up.Close)
+	pki := newTestPKI(t)
+	rp := startProxy(t, pki.dir, baseConfig(pki, up.URL, ""))
+
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			tr := &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: pki.ca.Pool(), NextProtos: []string{proto},
+					Certificates: []tls.Certificate{pki.client.TLSCertificate()}},
+				ForceAttemptHTTP2: proto == "h2",
+			}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(
+				"https://" + rp.metrics + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+
+			first := make([]byte, len("first_part 1\n"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatalf("the first part did not arrive while the daemon paused: %v", err)
+			}
+			release <- struct{}{}
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "second_part 2\n" {
+				t.Errorf("rest %q, %v", rest, err)
+			}
+		})
+	}
 }

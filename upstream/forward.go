@@ -7,7 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -62,6 +62,7 @@ type Forwarder struct {
 	path       string
 	timeout    time.Duration
 	maxTimeout time.Duration
+	client     *client
 	transport  *http.Transport
 }
 
@@ -72,17 +73,22 @@ func NewForwarder(o Options) *Forwarder {
 		path:       o.Path,
 		timeout:    o.Timeout,
 		maxTimeout: o.MaxTimeout,
+		client:     newClient(o.Address, dialTimeout(o.DialTimeout)),
 		transport:  NewTransport(o.Address, o.DialTimeout),
 	}
 }
 
+func dialTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 5 * time.Second
+	}
+	return d
+}
+
 // NewTransport returns a transport that sends every request to a, whatever
 // host its URL names.
-func NewTransport(a Address, dialTimeout time.Duration) *http.Transport {
-	if dialTimeout <= 0 {
-		dialTimeout = 5 * time.Second
-	}
-	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+func NewTransport(a Address, timeout time.Duration) *http.Transport {
+	d := &net.Dialer{Timeout: dialTimeout(timeout), KeepAlive: 15 * time.Second}
 	network, addr := a.Network, a.Addr
 
 	return &http.Transport{
@@ -105,12 +111,15 @@ func NewTransport(a Address, dialTimeout time.Duration) *http.Transport {
 	}
 }
 
-// Transport returns the forwarder's connection pool to the daemon, so that
-// other handlers can share it.
+// Transport returns a transport to the daemon for requests other than
+// scrapes (the diag listener, readiness probes).
 func (f *Forwarder) Transport() *http.Transport { return f.transport }
 
 // Close drops idle connections to the daemon.
-func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
+func (f *Forwarder) Close() {
+	f.client.closeIdle()
+	f.transport.CloseIdleConnections()
+}
 
 // Result reports how one forwarded scrape went.
 type Result struct {
@@ -145,21 +154,10 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 	_ = rc.SetWriteDeadline(time.Now().Add(d + writeSlack))
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 
-	out, err := http.NewRequestWithContext(ctx, r.Method, "", http.NoBody)
-	if err != nil {
-		return f.fail(w, r, FailureProtocol, err)
-	}
-	out.URL = &url.URL{
-		Scheme:     "http",
-		Host:       f.host,
-		Path:       f.path,
-		RawQuery:   rawQuery,
-		ForceQuery: forceQuery,
-	}
-	out.Host = f.host
-	out.Header = forwardHeaders(r.Header)
-
-	resp, err := f.transport.RoundTrip(out)
+	rb := reqPool.Get().(*[]byte)
+	*rb = appendRequest((*rb)[:0], r.Method, f.host, f.path, rawQuery, forceQuery, r.Header)
+	resp, err := f.client.do(ctx, *rb, r.Method)
+	reqPool.Put(rb)
 	if err != nil {
 		return f.fail(w, r, classify(ctx, r.Context(), err), err)
 	}
@@ -177,7 +175,8 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 		res.Failure = FailureBodyCopy
 		if r.Context().Err() != nil {
 			res.Failure = FailureCanceled
-		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+			errors.Is(err, os.ErrDeadlineExceeded) {
 			res.Failure = FailureTimeout
 		}
 		res.Err = err
@@ -185,6 +184,9 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 	}
 	return res
 }
+
+// reqPool holds the buffers requests to the daemon are written in.
+var reqPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // deadline returns how long the daemon may take: the scraper's own timeout
 // when it sends a sensible one, capped at the maximum, else the default.
@@ -222,7 +224,10 @@ func classify(ctx, clientCtx context.Context, err error) Failure {
 	if clientCtx.Err() != nil {
 		return FailureCanceled
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+	// The connection's deadline is the context's, and either may be seen
+	// to pass first.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) {
 		return FailureTimeout
 	}
 	var op *net.OpError

@@ -22,20 +22,65 @@ var hopHeaders = map[string]bool{
 	"Upgrade":             true,
 }
 
-// forwardHeaders returns the request headers to send to the daemon: every
-// end-to-end header, values shared with in (neither side changes them).
-// Accept, Accept-Encoding, User-Agent and the scrape timeout pass through
-// untouched, so content negotiation stays between Prometheus and the daemon.
-func forwardHeaders(in http.Header) http.Header {
+// appendRequest appends to buf the request sent to the daemon: method,
+// the fixed path with the raw query, the daemon's Host, and every
+// end-to-end header of in. Accept, Accept-Encoding, User-Agent and the
+// scrape timeout pass through untouched, so content negotiation stays
+// between Prometheus and the daemon.
+func appendRequest(buf []byte, method, host, path, rawQuery string, forceQuery bool,
+	in http.Header) []byte {
+	buf = append(buf, method...)
+	buf = append(buf, ' ')
+	buf = append(buf, path...)
+	if rawQuery != "" || forceQuery {
+		buf = append(buf, '?')
+		buf = append(buf, rawQuery...)
+	}
+	buf = append(buf, " HTTP/1.1\r\nHost: "...)
+	buf = append(buf, host...)
+	buf = append(buf, "\r\n"...)
+
 	named := connectionNamed(in)
-	out := make(http.Header, len(in))
-	for k, v := range in {
-		if hopHeaders[k] || named[k] || k == "Content-Length" {
+	for k, vs := range in {
+		if hopHeaders[k] || named[k] || k == "Content-Length" || k == "Host" ||
+			!validHeaderName(k) {
 			continue
 		}
-		out[k] = v
+		for _, v := range vs {
+			// net/http refuses such values on the way in already; checking
+			// again keeps a request line from ever being split here.
+			if !validHeaderValue(v) {
+				continue
+			}
+			buf = append(buf, k...)
+			buf = append(buf, ": "...)
+			buf = append(buf, v...)
+			buf = append(buf, "\r\n"...)
+		}
 	}
-	return out
+	return append(buf, "\r\n"...)
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // copyHeaders copies the daemon's response headers to dst, less the
