@@ -5,7 +5,8 @@ BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build demo demo-keep test test-unit test-integration fuzz vet clean
+.PHONY: help build demo demo-keep test test-unit test-integration test-examples fuzz vet \
+	image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -27,6 +28,14 @@ test-unit: ## run the unit tests only
 
 test-integration: ## run the integration tests only
 	$(GO) test -count=1 -v ./integration/
+
+test-examples: ## check the examples: configs, manifests, Dockerfile, systemd unit
+	$(GO) test -count=1 -v -run '^TestExample' ./integration/
+
+IMAGE ?= mtls-metrics-proxy
+image: ## build the proxy's and diagd's container images (Docker with BuildKit)
+	docker build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) .
+	docker build -t diagd:$(VERSION) --target diagd .
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
