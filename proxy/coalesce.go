@@ -31,6 +31,9 @@ type coalescingConn struct {
 	on  bool
 	buf []byte
 	err error // the first write error, returned to every later write
+
+	closeOnce sync.Once
+	onClose   func() // called once, when the connection closes
 }
 
 func (c *coalescingConn) enable() {
@@ -102,5 +105,9 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 
 func (c *coalescingConn) Close() error {
 	_ = c.Flush()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.onClose != nil {
+		c.closeOnce.Do(c.onClose)
+	}
+	return err
 }

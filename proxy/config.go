@@ -99,6 +99,10 @@ type MetricsService struct {
 	// TLS holds the parsed TLS settings.
 	TLS TLSSettings `toml:"-"`
 
+	// MaxConnections bounds the connections open at once on the metrics
+	// listener, handshakes included; more are closed at once.
+	MaxConnections int `toml:"max_connections"`
+
 	// HandshakeTimeout bounds a TLS handshake.
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// ReadHeaderTimeout bounds reading a request's headers.
@@ -190,6 +194,7 @@ func defaults() Config {
 			Enabled:           true,
 			MTLS:              true,
 			OwnMetricsPath:    "/proxy/metrics",
+			MaxConnections:    4096,
 			HandshakeTimeout:  Duration{10 * time.Second},
 			ReadHeaderTimeout: Duration{10 * time.Second},
 			IdleTimeout:       Duration{3 * time.Minute},
@@ -361,6 +366,10 @@ func (c *Config) checkMetricsService(dir string, p *Problems) {
 		} else if ms.OwnMetricsPath == c.Upstream.MetricsPath {
 			p.add("metrics_service.own_metrics_path", "must differ from upstream.metrics_path")
 		}
+	}
+
+	if ms.MaxConnections < 1 {
+		p.add("metrics_service.max_connections", "must be at least 1")
 	}
 
 	c.checkTLS(p)

@@ -35,6 +35,9 @@ type scrapeHandler struct {
 	// upstreamOK is when the daemon last answered a scrape, in Unix
 	// nanoseconds; readiness reads it.
 	upstreamOK *atomic.Int64
+
+	// refusals limits the log lines about refused requests.
+	refusals *logLimiter
 }
 
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -113,10 +116,15 @@ func (h *scrapeHandler) authorize(r *http.Request) (reason, detail string) {
 // that reading the log does not teach which identity would pass.
 func (h *scrapeHandler) deny(w http.ResponseWriter, r *http.Request, reason, detail string) {
 	h.metrics.requestRefused(reason, http.StatusForbidden)
-	ci := connInfoFrom(r.Context())
-	args := append([]any{"reason", reason, "detail", detail, "remote_addr", r.RemoteAddr},
-		policy.Describe(ci.leaf)...)
-	h.log.Info("client refused", args...)
+	if ok, held := h.refusals.allow(time.Now()); ok && h.log.IsInfo() {
+		ci := connInfoFrom(r.Context())
+		args := append([]any{"reason", reason, "detail", detail, "remote_addr", r.RemoteAddr},
+			policy.Describe(ci.leaf)...)
+		if held > 0 {
+			args = append(args, "similar_lines_suppressed", held)
+		}
+		h.log.Info("client refused", args...)
+	}
 
 	body := "client certificate not allowed\n"
 	if reason != "identity" {
@@ -134,10 +142,14 @@ func (h *scrapeHandler) deny(w http.ResponseWriter, r *http.Request, reason, det
 func (h *scrapeHandler) refuse(w http.ResponseWriter, r *http.Request, v policy.Verdict,
 	status int) {
 	h.metrics.requestRefused(v.String(), status)
-	if h.log.IsInfo() {
-		h.log.Info("request refused", "reason", v.String(), "status", status,
+	if ok, held := h.refusals.allow(time.Now()); ok && h.log.IsInfo() {
+		args := []any{"reason", v.String(), "status", status,
 			"method", truncate(r.Method, 16), "target", truncate(r.RequestURI, maxLoggedPath),
-			"remote_addr", r.RemoteAddr, "peer", peerName(r))
+			"remote_addr", r.RemoteAddr, "peer", peerName(r)}
+		if held > 0 {
+			args = append(args, "similar_lines_suppressed", held)
+		}
+		h.log.Info("request refused", args...)
 	}
 	http.Error(w, http.StatusText(status), status)
 }

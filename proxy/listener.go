@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/policy"
@@ -22,6 +23,12 @@ type tlsListener struct {
 	timeout time.Duration
 	failed  func(remote net.Addr, err error)
 
+	// maxConns bounds the connections open at once, handshakes included;
+	// refused is told of each one turned away.
+	maxConns int64
+	open     atomic.Int64
+	refused  func(remote net.Addr)
+
 	// handed maps each connection handed to the HTTP server to what it
 	// was verified with, until the server's ConnContext takes it.
 	handed sync.Map // *tls.Conn -> *connInfo
@@ -32,19 +39,32 @@ type tlsListener struct {
 	acceptErr error // set before done is closed
 }
 
-func newTLSListener(inner net.Listener, current func() *snapshot, timeout time.Duration,
-	failed func(net.Addr, error)) *tlsListener {
+// listenerOptions configures a tlsListener.
+type listenerOptions struct {
+	current          func() *snapshot
+	handshakeTimeout time.Duration
+	maxConns         int
+	failed           func(remote net.Addr, err error)
+	refused          func(remote net.Addr)
+}
+
+func newTLSListener(inner net.Listener, o listenerOptions) *tlsListener {
 	l := &tlsListener{
-		inner:   inner,
-		current: current,
-		timeout: timeout,
-		failed:  failed,
-		ready:   make(chan net.Conn),
-		done:    make(chan struct{}),
+		inner:    inner,
+		current:  o.current,
+		timeout:  o.handshakeTimeout,
+		failed:   o.failed,
+		maxConns: int64(o.maxConns),
+		refused:  o.refused,
+		ready:    make(chan net.Conn),
+		done:     make(chan struct{}),
 	}
 	go l.acceptLoop()
 	return l
 }
+
+// Open returns how many connections are open, handshakes included.
+func (l *tlsListener) Open() int64 { return l.open.Load() }
 
 // Accept returns the next connection whose handshake succeeded.
 func (l *tlsListener) Accept() (net.Conn, error) {
@@ -94,6 +114,16 @@ func (l *tlsListener) acceptLoop() {
 			return
 		}
 		backoff = 0
+
+		// Beyond the limit, close at once: cheaper for both sides than a
+		// handshake, and it keeps a flood of connections from holding
+		// goroutines and memory.
+		if l.open.Add(1) > l.maxConns {
+			l.open.Add(-1)
+			_ = c.Close()
+			l.refused(c.RemoteAddr())
+			continue
+		}
 		go l.handshake(c)
 	}
 }
@@ -107,14 +137,14 @@ func (l *tlsListener) handshake(c net.Conn) {
 	// One snapshot per connection: the handshake runs wholly under either
 	// the old material or the new, never a mix.
 	snap := l.current()
-	cc := &coalescingConn{Conn: c}
+	cc := &coalescingConn{Conn: c, onClose: func() { l.open.Add(-1) }}
 	tc := tls.Server(cc, snap.tls)
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
 	err := tc.Handshake()
 	if err != nil {
 		l.failed(c.RemoteAddr(), err)
 		answerPlainHTTP(err)
-		_ = c.Close()
+		_ = cc.Close()
 		return
 	}
 	_ = c.SetDeadline(time.Time{})

@@ -31,7 +31,12 @@ func stdLogger(l hclog.Logger, level hclog.Level) *log.Logger {
 
 // logHandshakeFailure logs a refused TLS handshake once, with what the
 // client presented: subject and issuer, never the certificate itself.
-func logHandshakeFailure(l hclog.Logger, remote net.Addr, err error) policy.Reason {
+//
+// At most a burst of lines per interval is logged (limit); the next line
+// let through counts those held back, so that a flood of bad clients
+// cannot flood the log.
+func logHandshakeFailure(l hclog.Logger, limit *logLimiter, remote net.Addr,
+	err error) policy.Reason {
 	reason := policy.ClassifyHandshakeError(err, time.Now())
 	level := hclog.Info
 	if reason.IsNoise() {
@@ -40,8 +45,15 @@ func logHandshakeFailure(l hclog.Logger, remote net.Addr, err error) policy.Reas
 	if l.GetLevel() > level {
 		return reason
 	}
+	ok, held := limit.allow(time.Now())
+	if !ok {
+		return reason
+	}
 
 	args := []any{"remote_addr", remote.String(), "reason", string(reason), "err", err.Error()}
+	if held > 0 {
+		args = append(args, "similar_lines_suppressed", held)
+	}
 	if cert := peerCertificate(err); cert != nil {
 		args = append(args, "peer_subject", cert.Subject.String(),
 			"peer_issuer", cert.Issuer.String())

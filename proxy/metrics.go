@@ -30,6 +30,8 @@ type proxyMetrics struct {
 	upstreamErrors    *prometheus.CounterVec
 	upstreamDuration  prometheus.Histogram
 	responseBytes     prometheus.Counter
+
+	connectionsRefused prometheus.Counter
 }
 
 func newProxyMetrics(p *Proxy, build BuildInfo) *proxyMetrics {
@@ -74,6 +76,22 @@ func newProxyMetrics(p *Proxy, build BuildInfo) *proxyMetrics {
 		}),
 	}
 
+	m.connectionsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace,
+		Name:      "connections_refused_total",
+		Help:      "Connections to the metrics listener closed because max_connections were open.",
+	})
+	connsOpen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace,
+		Name:      "connections_open",
+		Help:      "Connections open on the metrics listener, handshakes included.",
+	}, func() float64 {
+		if l := p.metricsListener.Load(); l != nil {
+			return float64(l.Open())
+		}
+		return 0
+	})
+
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace,
 		Name:      "requests_in_flight",
@@ -91,7 +109,7 @@ func newProxyMetrics(p *Proxy, build BuildInfo) *proxyMetrics {
 	buildInfo.Set(1)
 
 	m.reg.MustRegister(m.requests, m.refused, m.handshakeFailures, m.upstreamErrors,
-		m.upstreamDuration, m.responseBytes, inFlight, buildInfo,
+		m.upstreamDuration, m.responseBytes, inFlight, buildInfo, m.connectionsRefused, connsOpen,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if p.certs != nil {

@@ -28,6 +28,8 @@ type Proxy struct {
 	upstreamOK atomic.Int64 // Unix nanoseconds of the daemon's last answer
 	build      BuildInfo
 
+	metricsListener atomic.Pointer[tlsListener] // set by Listen
+
 	servers []*server
 }
 
@@ -117,6 +119,7 @@ func (p *Proxy) metricsServer() *server {
 		metrics:  p.metrics,
 
 		upstreamOK: &p.upstreamOK,
+		refusals:   newLogLimiter(10*time.Second, 20),
 	}
 	if ms.OwnMetricsPath != "" {
 		h.ownRule = policy.PathRule{Path: ms.OwnMetricsPath}
@@ -146,15 +149,38 @@ func (p *Proxy) metricsServer() *server {
 	s.describe = []any{"tls", true, "mtls", true, "keypairs", len(m.keypairs),
 		"ca_files", len(m.cas), "cas", countCAs(m.cas), "crl_files", len(ms.CRLFiles),
 		"identity_rules", !ms.TLS.Identity.Empty()}
+	s.describe = append(s.describe, "max_connections", ms.MaxConnections)
+	handshakeLog := newLogLimiter(10*time.Second, 20)
+	limitLog := newLogLimiter(10*time.Second, 1)
 	s.wrap = func(inner net.Listener) net.Listener {
-		l := newTLSListener(inner, p.certs.Current, ms.HandshakeTimeout.Duration,
-			func(remote net.Addr, err error) {
-				p.metrics.handshakeFailed(logHandshakeFailure(log, remote, err))
-			})
+		l := newTLSListener(inner, listenerOptions{
+			current:          p.certs.Current,
+			handshakeTimeout: ms.HandshakeTimeout.Duration,
+			maxConns:         ms.MaxConnections,
+			failed: func(remote net.Addr, err error) {
+				p.metrics.handshakeFailed(logHandshakeFailure(log, handshakeLog, remote, err))
+			},
+			refused: func(remote net.Addr) {
+				p.metrics.connectionsRefused.Inc()
+				if ok, held := limitLog.allow(time.Now()); ok {
+					log.Warn("connection limit reached, refusing connections",
+						"max_connections", ms.MaxConnections, "remote_addr", remote.String(),
+						"refused_since_last_line", held+1)
+				}
+			},
+		})
+		p.metricsListener.Store(l)
 		s.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			return withConnInfo(ctx, l.take(c))
 		}
 		return l
+	}
+	s.http.HTTP2 = &http.HTTP2Config{
+		// A scraper needs one stream at a time; Go's default of 250 only
+		// gives a misbehaving client more to hold.
+		MaxConcurrentStreams: 32,
+		// Close connections whose peer stops answering pings.
+		SendPingTimeout: time.Minute,
 	}
 	return s
 }
