@@ -51,6 +51,9 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	if !c.on {
 		return c.Conn.Write(p)
 	}
+	if c.buf == nil {
+		c.buf = (*coalescePool.Get().(*[]byte))[:0]
+	}
 	c.buf = append(c.buf, p...)
 	if len(c.buf) >= coalesceLimit {
 		if err := c.flushLocked(); err != nil {
@@ -72,14 +75,22 @@ func (c *coalescingConn) flushLocked() error {
 		return c.err
 	}
 	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > coalesceLimit*2 {
-		c.buf = nil // do not keep a large buffer on an idle connection
-	} else {
-		c.buf = c.buf[:0]
+	// An idle connection holds no buffer: with thousands of kept-alive
+	// scrapers, that is most of the memory they would otherwise cost.
+	if cap(c.buf) <= 2*coalesceLimit {
+		b := c.buf[:0]
+		coalescePool.Put(&b)
 	}
+	c.buf = nil
 	c.err = err
 	return err
 }
+
+// coalescePool holds the buffers of coalescingConns between responses.
+var coalescePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, coalesceLimit+16<<10)
+	return &b
+}}
 
 // SetWriteDeadline flushes under the old deadline first. crypto/tls sets a
 // deadline of now right after its close_notify alert, so that nothing more

@@ -13,7 +13,10 @@ import (
 
 const (
 	// maxIdleConns bounds the keep-alive connections kept to the daemon.
-	maxIdleConns = 64
+	// An idle connection holds no buffer, so it is cheap to keep one for
+	// each scraper a busy listener serves at once; fewer, and scrapes
+	// beyond that many would each dial and close a connection.
+	maxIdleConns = 1024
 	// idleConnTimeout is how long an unused connection is kept.
 	idleConnTimeout = 90 * time.Second
 	// readBufSize is the read buffer of each connection to the daemon.
@@ -40,11 +43,28 @@ type client struct {
 	idle []*upConn  // most recently used last
 }
 
-// upConn is one connection to the daemon.
+// upConn is one connection to the daemon. Its read buffer is taken from a
+// pool for each exchange and given back when the response is done.
 type upConn struct {
 	net.Conn
 	br        *bufio.Reader
 	idleSince time.Time
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+func (c *upConn) releaseReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+}
+
+// Close closes the connection and gives back its buffer.
+func (c *upConn) Close() error {
+	c.releaseReader()
+	return c.Conn.Close()
 }
 
 func newClient(a Address, dialTimeout time.Duration) *client {
@@ -110,7 +130,7 @@ func (cl *client) conn(ctx context.Context) (*upConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &upConn{Conn: nc, br: bufio.NewReaderSize(nc, readBufSize)}, false, nil
+	return &upConn{Conn: nc}, false, nil
 }
 
 // put keeps c for the next request.
@@ -152,6 +172,8 @@ func (cl *client) exchange(ctx context.Context, c *upConn, req []byte,
 		stop()
 		return nil, err
 	}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(c.Conn)
 	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
 	if err != nil {
 		stop()
@@ -194,6 +216,7 @@ func (b *upBody) Close() error {
 	stopped := b.stop()
 	if b.eof && b.keep && stopped && err == nil && b.c.br.Buffered() == 0 {
 		if derr := b.c.SetDeadline(time.Time{}); derr == nil {
+			b.c.releaseReader()
 			b.cl.put(b.c)
 			return nil
 		}
