@@ -129,15 +129,19 @@ url = "http://127.0.0.1:6060"
 			message: `did you mean "metrics_service.mtls"?`,
 		},
 		{
-			name:    "unknown key in a keypair",
-			config:  "[metrics_service]\nca_certs = [\"ca.pem\"]\n" + tail + "[[metrics_service.keypairs]]\ncert_file = \"a\"\nkey_file = \"b\"\npassword = \"x\"\n",
+			name: "unknown key in a keypair",
+			config: "[metrics_service]\nca_certs = [\"ca.pem\"]\n" + tail +
+				"[[metrics_service.keypairs]]\ncert_file = \"a\"\nkey_file = \"b\"\n" +
+				"password = \"x\"\n",
 			key:     "metrics_service.keypairs.password",
 			line:    13,
 			message: "unknown configuration key",
 		},
 		{
-			name:    "keypair without key_file",
-			config:  "[metrics_service]\nca_certs = [\"ca.pem\"]\n[[metrics_service.keypairs]]\ncert_file = \"s.pem\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n",
+			name: "keypair without key_file",
+			config: "[metrics_service]\nca_certs = [\"ca.pem\"]\n" +
+				"[[metrics_service.keypairs]]\ncert_file = \"s.pem\"\n" +
+				"[upstream]\nurl = \"http://127.0.0.1:1\"\n",
 			key:     "metrics_service.keypairs[0].key_file",
 			line:    3,
 			message: "required",
@@ -157,8 +161,10 @@ url = "http://127.0.0.1:6060"
 			message: "must be positive",
 		},
 		{
-			name:    "remote upstream without opt-in",
-			config:  "[metrics_service]\nca_certs = [\"ca.pem\"]\n[[metrics_service.keypairs]]\ncert_file = \"s\"\nkey_file = \"k\"\n[upstream]\nurl = \"http://192.0.2.7:9100\"\n",
+			name: "remote upstream without opt-in",
+			config: "[metrics_service]\nca_certs = [\"ca.pem\"]\n" +
+				"[[metrics_service.keypairs]]\ncert_file = \"s\"\nkey_file = \"k\"\n" +
+				"[upstream]\nurl = \"http://192.0.2.7:9100\"\n",
 			key:     "upstream.url",
 			line:    7,
 			message: "allow_remote",
@@ -170,8 +176,9 @@ url = "http://127.0.0.1:6060"
 			message: "required",
 		},
 		{
-			name:    "bad listen port",
-			config:  "[metrics_service]\nlisten_addr = \"127.0.0.1:99999\"\nca_certs = [\"ca.pem\"]\n" + tail,
+			name: "bad listen port",
+			config: "[metrics_service]\nlisten_addr = \"127.0.0.1:99999\"\n" +
+				"ca_certs = [\"ca.pem\"]\n" + tail,
 			key:     "metrics_service.listen_addr",
 			line:    2,
 			message: "port",
@@ -183,8 +190,9 @@ url = "http://127.0.0.1:6060"
 			message: "nothing to serve",
 		},
 		{
-			name:    "bad metrics path",
-			config:  "[metrics_service]\nca_certs = [\"ca.pem\"]\n" + tail + "metrics_path = \"/metrics/\"\n",
+			name: "bad metrics path",
+			config: "[metrics_service]\nca_certs = [\"ca.pem\"]\n" + tail +
+				"metrics_path = \"/metrics/\"\n",
 			key:     "upstream.metrics_path",
 			line:    10,
 			message: "clean",

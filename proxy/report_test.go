@@ -50,8 +50,10 @@ func goldenPKI(t testing.TB) string {
 
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(7), ThisUpdate: checkNow.Add(-time.Hour),
-		NextUpdate:                checkNow.Add(7 * 24 * time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(42), RevocationTime: checkNow}},
+		NextUpdate: checkNow.Add(7 * 24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{
+			{SerialNumber: big.NewInt(42), RevocationTime: checkNow},
+		},
 	}, ca.Cert, ca.Key)
 	if err != nil {
 		t.Fatal(err)
