@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 )
 
@@ -17,18 +18,33 @@ import (
 // other type is an error too: a private key in a CA file is a leak waiting
 // to happen, and a CRL there is a CRL that would silently not be enforced.
 func ParseCABundle(data []byte) ([]*x509.Certificate, error) {
+	certs, err := parseBundle(data, "CERTIFICATE", "certificate", x509.ParseCertificate)
+	if errors.Is(err, errNothingFound) {
+		return nil, fmt.Errorf("%w: %w", err, ErrNoCertificates)
+	}
+	return certs, err
+}
+
+// errNothingFound is wrapped by parseBundle's errors for a file that holds
+// no object at all.
+var errNothingFound = errors.New("nothing found")
+
+// parseBundle parses a file of one kind of DER object: PEM with one or more
+// blocks of type typ (text between blocks, as openssl writes it, is
+// ignored), or a single DER object. what names the object in errors.
+func parseBundle[T any](data []byte, typ, what string, parse func([]byte) (T, error)) ([]T, error) {
 	if !bytes.Contains(data, []byte("-----BEGIN")) {
 		if len(bytes.TrimSpace(data)) == 0 {
-			return nil, fmt.Errorf("file is empty: %w", ErrNoCertificates)
+			return nil, fmt.Errorf("file is empty: %w", errNothingFound)
 		}
-		cert, err := x509.ParseCertificate(data)
+		v, err := parse(data)
 		if err != nil {
-			return nil, fmt.Errorf("neither PEM nor a DER certificate: %w", ErrNoCertificates)
+			return nil, fmt.Errorf("neither PEM nor a DER %s (%w): %w", what, err, errNothingFound)
 		}
-		return []*x509.Certificate{cert}, nil
+		return []T{v}, nil
 	}
 
-	var certs []*x509.Certificate
+	var out []T
 	rest := data
 	for n := 1; ; n++ {
 		var block *pem.Block
@@ -36,23 +52,23 @@ func ParseCABundle(data []byte) ([]*x509.Certificate, error) {
 		if block == nil {
 			break
 		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n, block.Type)
+		if block.Type != typ {
+			return nil, fmt.Errorf("PEM block %d is %q, want %s", n, block.Type, typ)
 		}
-		cert, err := x509.ParseCertificate(block.Bytes)
+		v, err := parse(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parsing certificate %d: %w", n, err)
+			return nil, fmt.Errorf("parsing %s %d: %w", what, n, err)
 		}
-		certs = append(certs, cert)
+		out = append(out, v)
 	}
 
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("no complete PEM block: %w", ErrNoCertificates)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no complete PEM block: %w", errNothingFound)
 	}
-	if err := allBlocksDecoded(data, len(certs)); err != nil {
+	if err := allBlocksDecoded(data, len(out)); err != nil {
 		return nil, err
 	}
-	return certs, nil
+	return out, nil
 }
 
 // allBlocksDecoded checks that every PEM block that data begins was

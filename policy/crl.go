@@ -3,8 +3,6 @@ package policy
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -12,41 +10,7 @@ import (
 // ParseCRLs returns every certificate revocation list in data: PEM with one
 // or more "X509 CRL" blocks, or a single DER list.
 func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
-	if !bytes.Contains(data, []byte("-----BEGIN")) {
-		if len(bytes.TrimSpace(data)) == 0 {
-			return nil, errors.New("file is empty")
-		}
-		crl, err := parseCRL(data)
-		if err != nil {
-			return nil, fmt.Errorf("neither PEM nor a DER CRL: %w", err)
-		}
-		return []*x509.RevocationList{crl}, nil
-	}
-
-	var crls []*x509.RevocationList
-	rest := data
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %d is %q, want X509 CRL", n, block.Type)
-		}
-		crl, err := parseCRL(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing CRL %d: %w", n, err)
-		}
-		crls = append(crls, crl)
-	}
-	if len(crls) == 0 {
-		return nil, errors.New("no complete PEM block")
-	}
-	if err := allBlocksDecoded(data, len(crls)); err != nil {
-		return nil, err
-	}
-	return crls, nil
+	return parseBundle(data, "X509 CRL", "CRL", parseCRL)
 }
 
 // parseCRL parses one DER list. x509.ParseRevocationList ignores bytes
