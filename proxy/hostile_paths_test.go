@@ -178,7 +178,7 @@ func TestHostilePathsOverHTTP1(t *testing.T) {
 				t.Fatalf("status %d (err %v), want %d; request %q", got, a.err, tc.want,
 					truncate(tc.request(), 120))
 			}
-			t.Logf("status %d", a.status())
+			t.Logf("%s: status %d", tc.name, a.status())
 			if a.status() == 404 {
 				notFound++
 			}

@@ -26,13 +26,8 @@ func devCertsCmd(args []string, stdout, stderr io.Writer) int {
 		"comma-separated DNS names and IPs for the server certificate")
 	client := fset.String("client", "prometheus", "common `name` of the client certificate")
 	force := fset.Bool("force", false, "overwrite files that already exist")
-	if code, ok := parseFlags(fset, args); !ok {
+	if code, ok := parseFlags(fset, args, "out"); !ok {
 		return code
-	}
-	if *out == "" {
-		fmt.Fprintln(stderr, "dev-certs: --out is required")
-		fset.Usage()
-		return exitUsage
 	}
 
 	files, err := devCerts(strings.Split(*hosts, ","), *client)

@@ -28,8 +28,9 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parseFlags parses args and returns the exit status to use when the
-// command must not go on: exitOK after --help, exitUsage on a mistake.
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+// command must not go on: exitOK after --help, exitUsage on a mistake or a
+// missing required flag.
+func parseFlags(fs *flag.FlagSet, args []string, required ...string) (int, bool) {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -41,19 +42,21 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 		fs.Usage()
 		return exitUsage, false
 	}
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			fmt.Fprintf(fs.Output(), "%s: --%s is required\n", fs.Name(), name)
+			fs.Usage()
+			return exitUsage, false
+		}
+	}
 	return 0, true
 }
 
 func runCmd(args []string, stderr io.Writer) int {
 	fs := newFlags("run", "run --config FILE", stderr)
 	config := fs.String("config", "", "configuration `file` (TOML)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, "config"); !ok {
 		return code
-	}
-	if *config == "" {
-		fmt.Fprintln(stderr, "run: --config is required")
-		fs.Usage()
-		return exitUsage
 	}
 
 	cfg, err := proxy.Load(*config)
@@ -101,13 +104,8 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "check --config FILE [--json]", stderr)
 	config := fs.String("config", "", "configuration `file` (TOML)")
 	asJSON := fs.Bool("json", false, "print the report as JSON, for tools")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, "config"); !ok {
 		return code
-	}
-	if *config == "" {
-		fmt.Fprintln(stderr, "check: --config is required")
-		fs.Usage()
-		return exitUsage
 	}
 
 	report, err := check(*config)
