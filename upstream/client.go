@@ -174,7 +174,7 @@ func (cl *client) exchange(ctx context.Context, c *upConn, req []byte,
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.Conn)
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	resp, err := readFinalResponse(c.br, method)
 	if err != nil {
 		stop()
 		return nil, err
@@ -182,6 +182,24 @@ func (cl *client) exchange(ctx context.Context, c *upConn, req []byte,
 	resp.Body = &upBody{ReadCloser: resp.Body, cl: cl, c: c, stop: stop,
 		keep: !resp.Close, eof: resp.Body == http.NoBody}
 	return resp, nil
+}
+
+// readFinalResponse reads the response to a request, skipping interim
+// (1xx) responses such as 103 Early Hints, which a scraper has no use for.
+func readFinalResponse(br *bufio.Reader, method string) (*http.Response, error) {
+	for range 8 {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			return nil, errors.New("the daemon switched protocols on a GET")
+		case resp.StatusCode >= 200:
+			return resp, nil
+		}
+	}
+	return nil, errors.New("the daemon sent too many interim responses")
 }
 
 // upBody is a response body that hands its connection back to the pool

@@ -242,3 +242,24 @@ func TestForwardClientGoesAway(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardSkipsInterimResponses checks that 1xx responses the daemon
+// sends before its answer (103 Early Hints) are not passed on as the
+// scrape's status.
+func TestForwardSkipsInterimResponses(t *testing.T) {
+	up := startTCPUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "metric 1\n")
+	}))
+	fe := startFrontend(t, newForwarder(t, up))
+	resp, err := fe.client.Get(fe.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "metric 1\n" {
+		t.Errorf("got %d %q, want 200 with the body", resp.StatusCode, body)
+	}
+}
