@@ -218,6 +218,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
+	// Messages name files by their full path, whatever folder the
+	// proxy was started in.
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	return Parse(path, data)
 }
 

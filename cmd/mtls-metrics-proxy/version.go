@@ -9,11 +9,19 @@ import (
 	"github.com/mtls-metrics-proxy/mtls-metrics-proxy/proxy"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X main.version=...
+// -X main.commit=..."; without them, commit comes from the Go toolchain's
+// VCS stamp when there is one.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 // buildInfo returns the version and the commit the binary was built from.
 func buildInfo() proxy.BuildInfo {
+	if commit != "" {
+		return proxy.BuildInfo{Version: version, Revision: commit}
+	}
 	commit, modified := "unknown", false
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range info.Settings {
