@@ -15,6 +15,9 @@ type Cell struct {
 	Failed int `json:"failed"`
 	// Errors counts failed scrapes over every run.
 	Errors int64 `json:"errors"`
+	// CPURuns counts the runs whose front CPU time was measured, which
+	// the CPU median is taken over.
+	CPURuns int `json:"cpu_runs"`
 	// PerSecond, P50Ms and P99Ms are medians of the runs' figures.
 	PerSecond *float64 `json:"per_second"`
 	P50Ms     *float64 `json:"p50_ms"`
@@ -83,6 +86,7 @@ func cell(workload, front string, runs []RunRecord) (Cell, bool) {
 		}
 		if run.FrontCPUSeconds != nil {
 			fcpu = append(fcpu, *run.FrontCPUSeconds*1e6/float64(l.Scrapes))
+			c.CPURuns++
 		}
 		if run.UpstreamCPUSeconds != nil {
 			ucpu = append(ucpu, *run.UpstreamCPUSeconds*1e6/float64(l.Scrapes))

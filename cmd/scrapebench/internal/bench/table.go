@@ -17,9 +17,10 @@ const (
 
 // WriteTable prints the report as plain text whose tables are markdown.
 func (rep *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "scrapebench, %s, nproc %d, Linux %s, %s; %d round(s), medians\n\n",
-		rep.Started.UTC().Format("2006-01-02 15:04 MST"), rep.Host.NProc, rep.Host.Kernel,
-		rep.Host.GoVersion, rep.Rounds)
+	wall := (time.Duration(rep.WallSeconds) * time.Second).Round(time.Second)
+	fmt.Fprintf(w, "scrapebench, %s, nproc %d, Linux %s, %s; %d round(s), medians; "+
+		"took %v\n\n", rep.Started.UTC().Format("2006-01-02 15:04 MST"), rep.Host.NProc,
+		rep.Host.Kernel, rep.Host.GoVersion, rep.Rounds, wall)
 	rep.writeMain(w)
 	if len(rep.Memory) > 0 {
 		fmt.Fprintln(w)

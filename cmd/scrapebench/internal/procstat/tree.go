@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -56,8 +57,10 @@ func (p FS) Tree(pid int) ([]Stat, error) {
 			continue
 		}
 		s, err := p.Stat(n)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // exited since the listing
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			// It exited since the listing: before the open (ENOENT) or
+			// between the open and the read (ESRCH).
+			continue
 		}
 		if err != nil {
 			return nil, err
