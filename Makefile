@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: help build demo demo-keep test test-unit test-integration test-examples fuzz vet \
-	image clean
+	image bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -37,6 +37,11 @@ IMAGE ?= mtls-metrics-proxy
 image: ## build the proxy's and diagd's container images (Docker with BuildKit)
 	docker build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) .
 	docker build -t diagd:$(VERSION) --target diagd .
+
+BENCHFLAGS ?=
+bench: build ## compare the proxy with direct mTLS, HAProxy, nginx and Caddy (about 5 minutes)
+	$(GO) run ./cmd/scrapebench run --proxy-bin $(BIN)/mtls-metrics-proxy \
+	  --json $(BIN)/bench.json $(BENCHFLAGS)
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
