@@ -78,7 +78,7 @@ type rawAnswer struct {
 }
 
 // status is the response's status code, or 0 when none came.
-func (a rawAnswer) status() int {
+func (a *rawAnswer) status() int {
 	if a.resp == nil {
 		return 0
 	}
@@ -88,11 +88,11 @@ func (a rawAnswer) status() int {
 // sendRaw writes req byte for byte on a new TLS connection (HTTP/1.1 by
 // ALPN) and reads one response to method. Unlike rawRequest it tolerates a
 // server that closes without answering, which is itself an answer.
-func sendRaw(t testing.TB, addr string, pki *testPKI, method string, req []byte) rawAnswer {
+func sendRaw(t testing.TB, addr string, pki *testPKI, method string, req []byte) *rawAnswer {
 	t.Helper()
 	conn := dialMetrics(t, addr, pki, "http/1.1")
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	a := rawAnswer{conn: conn, reader: bufio.NewReader(conn), started: time.Now()}
+	a := &rawAnswer{conn: conn, reader: bufio.NewReader(conn), started: time.Now()}
 
 	// Write in the background: a server that answers early and closes
 	// must not leave the test stuck in a write.
@@ -188,15 +188,26 @@ func settledGoroutines() int {
 // machine.
 const goroutineSlack = 8
 
+// idleDropper is an upstream whose idle keep-alive connections can be
+// closed: their server goroutines live in the test process and would
+// count against a goroutine baseline without being the proxy's.
+type idleDropper interface{ dropIdle() }
+
 // waitGoroutines waits up to within for the goroutine count to come back
 // to at most base+goroutineSlack, and fails the test with the goroutines
-// then alive if it does not: something is stuck for good.
-func waitGoroutines(t testing.TB, base int, within time.Duration) int {
+// then alive if it does not: something is stuck for good. The upstreams'
+// idle connections are closed on every look.
+func waitGoroutines(t testing.TB, base int, within time.Duration, ups ...idleDropper) int {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		for _, u := range ups {
+			u.dropIdle()
+		}
 		n := runtime.NumGoroutine()
 		if n <= base+goroutineSlack {
+			t.Logf("goroutines: %d, baseline %d, settled after %v", n, base,
+				within-time.Until(deadline).Round(time.Millisecond))
 			return n
 		}
 		if time.Now().After(deadline) {
@@ -279,6 +290,18 @@ func (u *faultUpstream) requests() []*http.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]*http.Request(nil), u.reqs...)
+}
+
+// dropIdle closes the upstream's idle keep-alive connections.
+func (u *faultUpstream) dropIdle() {
+	u.srv.SetKeepAlivesEnabled(false)
+	u.srv.SetKeepAlivesEnabled(true)
+}
+
+// dropIdle closes the upstream's idle keep-alive connections.
+func (u *recordingUpstream) dropIdle() {
+	u.Config.SetKeepAlivesEnabled(false)
+	u.Config.SetKeepAlivesEnabled(true)
 }
 
 // URL is the upstream's base URL.

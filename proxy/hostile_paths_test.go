@@ -146,7 +146,7 @@ func hostilePathCases(upHost string) []pathCase {
 	return cases
 }
 
-// requestLine renders c as the bytes the client sends.
+// request renders c as the bytes the client sends.
 func (c pathCase) request() string {
 	line := c.method + " " + c.target
 	if c.proto != "-" {
@@ -164,6 +164,7 @@ func (c pathCase) request() string {
 // records everything it gets, sees nothing of it. Accepted targets reach
 // it as exactly /metrics with the raw query unchanged.
 func TestHostilePathsOverHTTP1(t *testing.T) {
+	t.Parallel()
 	env := startHostile(t, "")
 	upHost := strings.TrimPrefix(env.up.URL, "http://")
 	cases := hostilePathCases(upHost)
