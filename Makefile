@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: help build demo demo-keep test test-unit test-integration test-examples fuzz vet \
-	image bench clean
+	image bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -42,6 +42,11 @@ BENCHFLAGS ?=
 bench: build ## compare the proxy with direct mTLS, HAProxy, nginx and Caddy (about 5 minutes)
 	$(GO) run ./cmd/scrapebench run --proxy-bin $(BIN)/mtls-metrics-proxy \
 	  --json $(BIN)/bench.json $(BENCHFLAGS)
+
+SOAK_DURATION ?= 2m
+soak: ## mix valid and hostile clients against the binary for SOAK_DURATION (default 2m); not in CI
+	SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 30m \
+	  -run '^TestSoak$$' ./integration/
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)

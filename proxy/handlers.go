@@ -41,6 +41,15 @@ type scrapeHandler struct {
 }
 
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+		// No request here has a body worth reading, but net/http reads
+		// up to 256 KiB of an unread one before it answers, and nothing
+		// bounds a client that sends it a byte at a time. Stop reading
+		// now, and close the connection after the answer.
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+
 	verdict, rawQuery, hasQuery := h.rule.Decide(r.Method, r.RequestURI)
 	own := false
 	if verdict == policy.NotFound && h.own != nil {

@@ -287,7 +287,12 @@ func checkCertPEM(path string, data []byte) error {
 }
 
 func checkKeyPEM(path string, data []byte) error {
-	block, _ := pem.Decode(data)
+	block, rest := pem.Decode(data)
+	// openssl ecparam -genkey writes the curve's parameters before the key;
+	// tls.X509KeyPair skips them, and so does this check.
+	for block != nil && block.Type == "EC PARAMETERS" {
+		block, rest = pem.Decode(rest)
+	}
 	switch {
 	case block == nil:
 		return fmt.Errorf("%s: no complete PEM block", path)

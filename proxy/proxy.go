@@ -175,6 +175,7 @@ func (p *Proxy) metricsServer() *server {
 		}
 		return l
 	}
+	s.http.ConnState = newFirstRequestTimer(ms.ReadHeaderTimeout.Duration).connState
 	s.http.HTTP2 = &http.HTTP2Config{
 		// A scraper needs one stream at a time; Go's default of 250 only
 		// gives a misbehaving client more to hold.

@@ -170,19 +170,31 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, rawQuery str
 		return res
 	}
 
-	res.Bytes, err = copyBody(w, resp.Body)
+	var toScraper bool
+	res.Bytes, toScraper, err = copyBody(w, resp.Body)
 	if err != nil {
-		res.Failure = FailureBodyCopy
-		if r.Context().Err() != nil {
-			res.Failure = FailureCanceled
-		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) ||
-			errors.Is(err, os.ErrDeadlineExceeded) {
-			res.Failure = FailureTimeout
-		}
+		res.Failure = copyFailure(ctx, r.Context(), err, toScraper)
 		res.Err = err
 		res.Aborted = true
 	}
 	return res
+}
+
+// copyFailure classifies a body copy that broke off. A failed write to the
+// scraper cancels its context in net/http, so the side that failed is
+// judged first: a scraper too slow to take the body before the write
+// deadline is a timeout, not a scraper that went away.
+func copyFailure(ctx, clientCtx context.Context, err error, toScraper bool) Failure {
+	deadline := errors.Is(err, os.ErrDeadlineExceeded)
+	switch {
+	case toScraper && deadline:
+		return FailureTimeout
+	case toScraper, clientCtx.Err() != nil:
+		return FailureCanceled
+	case deadline || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return FailureTimeout
+	}
+	return FailureBodyCopy
 }
 
 // reqPool holds the buffers requests to the daemon are written in.
@@ -277,28 +289,28 @@ const flushLatency = 50 * time.Millisecond
 // copyBody streams src to w. Writes are flushed when the daemon pauses for
 // flushLatency, so a slow daemon's output still reaches the scraper as it
 // comes, and at the end by the HTTP server.
-func copyBody(w http.ResponseWriter, src io.Reader) (int64, error) {
+// It reports whether a failure was in writing to the scraper.
+func copyBody(w http.ResponseWriter, src io.Reader) (n int64, toScraper bool, err error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 
 	lw := newLatencyWriter(w)
 	defer lw.stop()
-	var n int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := lw.write(buf[:nr])
 			n += int64(nw)
 			if werr != nil {
-				return n, werr
+				return n, true, werr
 			}
 		}
 		if rerr == io.EOF {
-			return n, nil
+			return n, false, nil
 		}
 		if rerr != nil {
-			return n, rerr
+			return n, false, rerr
 		}
 	}
 }
