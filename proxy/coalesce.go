@@ -30,7 +30,8 @@ type coalescingConn struct {
 	mu  sync.Mutex // guards on, buf and writes to Conn
 	on  bool
 	buf []byte
-	err error // the first write error, returned to every later write
+	err error     // the first write error, returned to every later write
+	wdl time.Time // the write deadline in force
 
 	closeOnce sync.Once
 	onClose   func() // called once, when the connection closes
@@ -92,18 +93,28 @@ var coalescePool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// SetWriteDeadline flushes under the old deadline first. crypto/tls sets a
-// deadline of now right after its close_notify alert, so that nothing more
-// is written; what is held must go out before that.
+// SetWriteDeadline flushes first when the new deadline is earlier than
+// the one in force: crypto/tls sets a deadline of now right after its
+// close_notify alert, so that nothing more is written, and what is held
+// must go out before that. A deadline lifted or pushed out cannot fail the
+// held bytes, so they stay for the next flush.
 func (c *coalescingConn) SetWriteDeadline(t time.Time) error {
-	_ = c.Flush()
+	c.mu.Lock()
+	earlier := !t.IsZero() && (c.wdl.IsZero() || t.Before(c.wdl))
+	c.wdl = t
+	c.mu.Unlock()
+	if earlier {
+		_ = c.Flush()
+	}
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// SetDeadline flushes first, like SetWriteDeadline.
+// SetDeadline sets both deadlines, flushing as SetWriteDeadline does.
 func (c *coalescingConn) SetDeadline(t time.Time) error {
-	_ = c.Flush()
-	return c.Conn.SetDeadline(t)
+	if err := c.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // Read flushes first: a server that reads has answered what came before.
