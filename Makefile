@@ -16,10 +16,12 @@ build: ## build the proxy and the example daemon into ./bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/mtls-metrics-proxy ./examples/diagd
 
 demo: build ## run the demo: a daemon behind the proxy, scraped with and without certificates
-	$(GO) run ./examples/demo --bin $(BIN)
+	$(GO) build -o $(BIN)/demo ./examples/demo
+	$(BIN)/demo --bin $(BIN)
 
 demo-keep: build ## like demo, but keep it running for scraping by hand (Ctrl-C stops it)
-	$(GO) run ./examples/demo --bin $(BIN) --keep
+	$(GO) build -o $(BIN)/demo ./examples/demo
+	$(BIN)/demo --bin $(BIN) --keep
 
 test: vet ## run every test: unit, fuzz seeds, integration with real Prometheus
 	$(GO) test -race -count=1 ./...

@@ -26,8 +26,13 @@ func ParseCABundle(data []byte) ([]*x509.Certificate, error) {
 }
 
 // errNothingFound is wrapped by parseBundle's errors for a file that holds
-// no object at all.
-var errNothingFound = errors.New("nothing found")
+// no object at all. It has no text of its own: callers say what was not
+// found.
+var errNothingFound = quietError{}
+
+type quietError struct{}
+
+func (quietError) Error() string { return "" }
 
 // parseBundle parses a file of one kind of DER object: PEM with one or more
 // blocks of type typ (text between blocks, as openssl writes it, is
@@ -35,11 +40,11 @@ var errNothingFound = errors.New("nothing found")
 func parseBundle[T any](data []byte, typ, what string, parse func([]byte) (T, error)) ([]T, error) {
 	if !bytes.Contains(data, []byte("-----BEGIN")) {
 		if len(bytes.TrimSpace(data)) == 0 {
-			return nil, fmt.Errorf("file is empty: %w", errNothingFound)
+			return nil, fmt.Errorf("file is empty%w", errNothingFound)
 		}
 		v, err := parse(data)
 		if err != nil {
-			return nil, fmt.Errorf("neither PEM nor a DER %s (%w): %w", what, err, errNothingFound)
+			return nil, fmt.Errorf("neither PEM nor a DER %s (%v)%w", what, err, errNothingFound)
 		}
 		return []T{v}, nil
 	}
@@ -63,7 +68,7 @@ func parseBundle[T any](data []byte, typ, what string, parse func([]byte) (T, er
 	}
 
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no complete PEM block: %w", errNothingFound)
+		return nil, fmt.Errorf("no complete PEM block%w", errNothingFound)
 	}
 	if err := allBlocksDecoded(data, len(out)); err != nil {
 		return nil, err

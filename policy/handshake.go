@@ -36,6 +36,14 @@ const (
 	ReasonOther            Reason = "other"
 )
 
+// HandshakeReasons lists every Reason ClassifyHandshakeError returns.
+func HandshakeReasons() []Reason {
+	return []Reason{ReasonNoClientCert, ReasonUnknownAuthority, ReasonSelfSigned,
+		ReasonExpired, ReasonNotYetValid, ReasonBadKeyUsage, ReasonBadCertificate,
+		ReasonRevoked, ReasonProtocolVersion, ReasonNoSharedParams, ReasonClientRejected,
+		ReasonPlaintextHTTP, ReasonBadRecord, ReasonEOF, ReasonTimeout, ReasonOther}
+}
+
 // IsNoise reports whether a failure with this reason is the routine churn
 // of load balancer health checks and port scanners rather than a client
 // trying and failing to scrape. Such failures belong at debug level.
@@ -111,6 +119,11 @@ func ClassifyHandshakeError(err error, now time.Time) Reason {
 	// that a change in Go shows up as a failing test, not a silent "other".
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "bad record MAC"):
+		// An OpenSSL client (curl) that refuses our certificate under
+		// TLS 1.3 sends its alert in a form that fails to decrypt here;
+		// in a handshake over TCP that is what this error means.
+		return ReasonClientRejected
 	case strings.Contains(msg, "didn't provide a certificate"):
 		return ReasonNoClientCert
 	case strings.Contains(msg, "unsupported versions"),

@@ -146,9 +146,10 @@ func compilePrefix(p string) (netip.Prefix, error) {
 	return prefix, nil
 }
 
-// compileDNS splits a DNS pattern into labels. "*" may stand for whole
-// labels only, and never for the last two, so that "*.com" and "*.*" are
-// refused. (That does not know public suffixes: "*.co.uk" is allowed.)
+// compileDNS splits a DNS pattern into labels. A literal name may be a
+// single label ("prometheus", as in-cluster names often are). "*" may
+// stand for whole labels only, and never for the last two, so that "*.com"
+// and "*.*" are refused. (That does not know public suffixes: "*.co.uk" is allowed.)
 // A last label of digits only is refused: such a pattern is a mistyped IP
 // address (RFC 3696, section 2), which would never match the IP SAN meant.
 func compileDNS(p string) ([]string, error) {
@@ -159,8 +160,8 @@ func compileDNS(p string) ([]string, error) {
 		}
 	}
 	labels := strings.Split(strings.ToLower(p), ".")
-	if len(labels) < 2 {
-		return nil, errors.New("a DNS pattern needs at least two labels")
+	if len(labels) < 2 && strings.Contains(p, "*") {
+		return nil, errors.New("a DNS pattern with a wildcard needs at least three labels")
 	}
 	if last := labels[len(labels)-1]; last != "" && strings.Trim(last, "0123456789") == "" {
 		return nil, errors.New("the last label is all digits: not a valid DNS name; " +

@@ -228,6 +228,10 @@ func TestIdentityAllow(t *testing.T) {
 			cert: idCert{dns: []string{"example.com"}}},
 
 		// Subject.
+		{name: "DNS single label, literal", rules: sans("prometheus"),
+			cert: idCert{dns: []string{"prometheus"}}, want: true},
+		{name: "DNS single label does not match a longer name", rules: sans("prometheus"),
+			cert: idCert{dns: []string{"prometheus.monitoring"}}},
 		{name: "CN exact", rules: policy.IdentityRules{CommonNames: []string{"prometheus"}},
 			cert: idCert{cn: "prometheus"}, want: true},
 		{name: "CN is case-sensitive",
@@ -438,11 +442,10 @@ func TestCompileIdentityRefuses(t *testing.T) {
 		{"star in the second-level label", sans("prom.*.com")},
 		{"two stars only", sans("*.*")},
 		{"partial label wildcard", sans("pro*.example.com")},
-		{"suffix label wildcard", sans("*prom.example.com")},
 		{"double star", sans("**.example.com")},
 		{"empty label", sans("a..b.com")},
 		{"leading dot", sans(".example.com")},
-		{"single label", sans("localhost")},
+		{"single label with a wildcard", sans("*")},
 		{"label with a leading hyphen", sans("-prom.example.com")},
 		{"label with a bad character", sans("prom!.example.com")},
 		{"label longer than 63", sans(strings.Repeat("a", 64) + ".example.com")},

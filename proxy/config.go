@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ type Config struct {
 	Warnings []string `toml:"-"`
 
 	lines keyLines
+	sum   [sha256.Size]byte // of the file as loaded
 }
 
 // MetricsService is the [metrics_service] section.
@@ -243,6 +245,11 @@ func Parse(path string, data []byte) (*Config, error) {
 	if !md.IsDefined("metrics_service") {
 		cfg.MetricsService.Enabled = false
 	}
+	for _, section := range []string{"diag", "health"} {
+		if md.IsDefined(section) && !md.IsDefined(section, "listen_addr") {
+			probs.add(section+".listen_addr", "required when ["+section+"] is present")
+		}
+	}
 
 	cfg.check(probs)
 	if len(probs.List) > 0 {
@@ -250,6 +257,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, probs
 	}
 	cfg.lines = lines
+	cfg.sum = sha256.Sum256(data)
 	return &cfg, nil
 }
 

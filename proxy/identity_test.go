@@ -134,10 +134,10 @@ func writeCRL(t testing.TB, dir string, ca *devpki.CA, number int64, serials ...
 	}
 }
 
-// TestRevocation checks crl_files: a revoked client fails the handshake
+// TestC06Revocation checks crl_files (C06): a revoked client fails the handshake
 // with the reason logged, others pass, and a revocation added by a reload
 // reaches a connection opened before it.
-func TestRevocation(t *testing.T) {
+func TestC06Revocation(t *testing.T) {
 	pki := newTestPKI(t)
 	up := newRecordingUpstream(t)
 	revoked := mustIssue(t, pki.ca, devpki.ClientTemplate("revoked.test"))

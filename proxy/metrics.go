@@ -108,6 +108,21 @@ func newProxyMetrics(p *Proxy, build BuildInfo) *proxyMetrics {
 	})
 	buildInfo.Set(1)
 
+	// Every label value that can occur exists from the start at zero, so
+	// that rate() and absent-based alerts see a series before the first
+	// failure.
+	for _, r := range policy.HandshakeReasons() {
+		m.handshakeFailures.WithLabelValues(string(r))
+	}
+	for _, f := range []upstream.Failure{upstream.FailureDial, upstream.FailureTimeout,
+		upstream.FailureProtocol, upstream.FailureBodyCopy, upstream.FailureCanceled} {
+		m.upstreamErrors.WithLabelValues(string(f))
+	}
+	for _, r := range []string{"path", "method", "identity", "peer_cert_expired",
+		"peer_untrusted_after_reload"} {
+		m.refused.WithLabelValues(r)
+	}
+
 	m.reg.MustRegister(m.requests, m.refused, m.handshakeFailures, m.upstreamErrors,
 		m.upstreamDuration, m.responseBytes, inFlight, buildInfo, m.connectionsRefused, connsOpen,
 		collectors.NewGoCollector(),

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +103,13 @@ func (p *Proxy) Warnings() []string {
 // Reload re-reads the certificate files now, as on SIGHUP. On error the
 // previous material stays in service.
 func (p *Proxy) Reload() error {
+	// Only certificate material is reloaded. Say so when the
+	// configuration file has changed too, rather than let an operator
+	// believe a new rule is in force.
+	if data, err := os.ReadFile(p.cfg.File); err == nil && sha256.Sum256(data) != p.cfg.sum {
+		p.log.Warn("the configuration file has changed; SIGHUP reloads certificates, "+
+			"CAs and CRLs only: restart to apply the configuration", "file", p.cfg.File)
+	}
 	if p.certs == nil {
 		return nil
 	}

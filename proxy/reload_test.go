@@ -251,11 +251,11 @@ func TestReloadKeepsLastGoodMaterial(t *testing.T) {
 	}
 }
 
-// TestReloadRotatesClientCA covers C12: after the CA bundle is replaced, a
+// TestC12ReloadRotatesClientCA covers C12: after the CA bundle is replaced, a
 // client of the new CA is accepted, a new handshake from the old CA's
 // client is refused, and an old-CA connection kept alive across the
 // reload is refused on its next request.
-func TestReloadRotatesClientCA(t *testing.T) {
+func TestC12ReloadRotatesClientCA(t *testing.T) {
 	pki := newTestPKI(t)
 	up := newRecordingUpstream(t)
 	rp := startProxy(t, pki.dir, baseConfig(pki, up.URL, `reload_interval = "1h"`))
@@ -312,4 +312,26 @@ func TestReloadOnSignal(t *testing.T) {
 		t.Errorf("serving %x right after Reload, want %x", got, next.Cert.SerialNumber)
 	}
 	rp.logs.waitForLog(t, "trigger=SIGHUP")
+}
+
+// TestReloadSaysConfigChangesNeedARestart checks that a SIGHUP after the
+// configuration file changed says that the change is not applied.
+func TestReloadSaysConfigChangesNeedARestart(t *testing.T) {
+	pki := newTestPKI(t)
+	up := newRecordingUpstream(t)
+	cfg := baseConfig(pki, up.URL, "")
+	rp := startProxy(t, pki.dir, cfg)
+
+	if err := rp.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rp.logs.String(), "restart to apply") {
+		t.Fatal("warned about a configuration file that did not change")
+	}
+	writeFile(t, pki.dir, "proxy.toml",
+		[]byte(strings.Replace(cfg, "[upstream]", "[upstream]\ntimeout = \"3s\"", 1)), 0o644)
+	if err := rp.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	rp.logs.waitForLog(t, "restart to apply the configuration")
 }

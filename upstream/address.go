@@ -51,6 +51,10 @@ func (a Address) IsLocal() bool {
 // information is an error, so that a typo cannot quietly change what is
 // forwarded.
 func ParseAddress(raw string) (Address, error) {
+	if !strings.Contains(raw, "://") && !strings.HasPrefix(raw, "unix:") {
+		return Address{}, fmt.Errorf("upstream URL %q: want http://host:port or "+
+			"unix:///path/to.sock", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return Address{}, fmt.Errorf("parsing upstream URL %q: %w", raw, errors.Unwrap(err))

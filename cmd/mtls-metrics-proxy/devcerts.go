@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,8 @@ type devFile struct {
 }
 
 func devCertsCmd(args []string, stdout, stderr io.Writer) int {
-	fset := newFlags("dev-certs", "dev-certs --out DIR [--hosts H,...] [--client NAME]", stderr)
+	fset := newFlags("dev-certs",
+		"dev-certs --out DIR [--hosts H,...] [--client NAME] [--force]", stderr)
 	out := fset.String("out", "", "`directory` to write into (created if missing)")
 	hosts := fset.String("hosts", "localhost,127.0.0.1,::1",
 		"comma-separated DNS names and IPs for the server certificate")
@@ -51,7 +53,14 @@ func devCertsCmd(args []string, stdout, stderr io.Writer) int {
 // The CA's key is not written: nothing more can be signed with it, which is
 // what a throwaway PKI should be.
 func devCerts(hosts []string, client string) ([]devFile, error) {
-	ca, err := devpki.NewCA("mtls-metrics-proxy dev CA")
+	// Each run's CA gets a name of its own: Go clients choose their
+	// certificate by the CA names a server asks for, and two dev PKIs
+	// with one name would look alike to them.
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return nil, err
+	}
+	ca, err := devpki.NewCA(fmt.Sprintf("mtls-metrics-proxy dev CA %x", suffix))
 	if err != nil {
 		return nil, err
 	}

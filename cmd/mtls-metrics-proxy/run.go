@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -141,6 +142,9 @@ func check(path string) (proxy.Report, error) {
 }
 
 func failedReport(path string, err error) proxy.Report {
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		path = abs
+	}
 	r := proxy.Report{Config: path, Warnings: []string{}, CheckedAt: time.Now()}
 	var probs *proxy.Problems
 	if errors.As(err, &probs) {
