@@ -278,7 +278,14 @@ func (e statusError) Error() string { return fmt.Sprintf("HTTP %d", e.code) }
 func (d *demo) get(url string, cert *tls.Certificate) ([]byte, error) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.caPool}}
 	if cert != nil {
-		tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+		// Present the certificate whatever CAs the proxy names, as curl
+		// does; Go's default would send none for another CA's certificate,
+		// and the demo would not show the proxy refusing it.
+		c := *cert
+		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (
+			*tls.Certificate, error) {
+			return &c, nil
+		}
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
