@@ -51,7 +51,7 @@ func loadMaterial(ms MetricsService, p *Problems, now time.Time) *material {
 	var all []*x509.Certificate
 	for i, path := range ms.CACerts {
 		key := fmt.Sprintf("metrics_service.ca_certs[%d]", i)
-		certs, err := loadCAFile(path)
+		certs, err := loadFile(path, "CA bundle", policy.ParseCABundle)
 		if err != nil {
 			p.add(key, err.Error())
 			continue
@@ -69,7 +69,7 @@ func loadMaterial(ms MetricsService, p *Problems, now time.Time) *material {
 	var lists []*x509.RevocationList
 	for i, path := range ms.CRLFiles {
 		key := fmt.Sprintf("metrics_service.crl_files[%d]", i)
-		l, err := loadCRLFile(path)
+		l, err := loadFile(path, "CRL file", policy.ParseCRLs)
 		if err != nil {
 			p.add(key, err.Error())
 			continue
@@ -91,19 +91,21 @@ func loadMaterial(ms MetricsService, p *Problems, now time.Time) *material {
 	return m
 }
 
-func loadCRLFile(path string) ([]*x509.RevocationList, error) {
+// loadFile reads the file at path and parses it with parse; what names
+// the kind of file in errors.
+func loadFile[T any](path, what string, parse func([]byte) ([]T, error)) ([]T, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading CRL: %w", err)
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	crls, err := policy.ParseCRLs(data)
+	v, err := parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("CRL file %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	return crls, nil
+	return v, nil
 }
 
-// files returns every file the material is read from, for change
+// materialFiles returns every file the material is read from, for change
 // detection.
 func materialFiles(ms MetricsService) []string {
 	var files []string
@@ -112,18 +114,6 @@ func materialFiles(ms MetricsService) []string {
 	}
 	files = append(files, ms.CACerts...)
 	return append(files, ms.CRLFiles...)
-}
-
-func loadCAFile(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading CA bundle: %w", err)
-	}
-	certs, err := policy.ParseCABundle(data)
-	if err != nil {
-		return nil, fmt.Errorf("CA bundle %s: %w", path, err)
-	}
-	return certs, nil
 }
 
 func caWarning(c *x509.Certificate, now time.Time) string {
