@@ -35,7 +35,7 @@ func benchProxy(b *testing.B, body []byte) (*runningProxy, *testPKI) {
 	b.Cleanup(up.Close)
 	pki := newTestPKI(b)
 	cfg := baseConfig(pki, up.URL, "") + "\n"
-	cfg = string(bytes.Replace([]byte(cfg), []byte(`level = "debug"`), []byte(`level = "warn"`), 1))
+	cfg = string(bytes.Replace([]byte(cfg), []byte(`level = "debug"`), []byte(`level = "info"`), 1))
 	return startProxy(b, pki.dir, cfg), pki
 }
 

@@ -140,7 +140,8 @@ func startProxy(t testing.TB, dir, cfgText string) *runningProxy {
 		t.Fatalf("loading config: %v", err)
 	}
 	logs := &syncBuffer{}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: logs})
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.LevelFromString(cfg.Log.Level),
+		Output: logs})
 	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("building proxy: %v", err)
