@@ -42,15 +42,21 @@ type RunRecord struct {
 	UpstreamCPUSeconds *float64 `json:"upstream_cpu_s"`
 	// CPUError says why a CPU time is missing.
 	CPUError string `json:"cpu_error,omitempty"`
+	// FrontRSSKiB is the resident memory of the front's process tree when
+	// the load's last scrape is done and its connections are still open;
+	// nil when it could not be read.
+	FrontRSSKiB *int64 `json:"front_rss_kib"`
 }
 
 // ok reports whether the load ran to its end.
 func (rec *RunRecord) ok() bool { return rec.Error == "" && rec.Load != nil }
 
-// cpuSample is the CPU time of an instance's processes at one moment.
+// cpuSample is the CPU time of an instance's processes at one moment, and
+// the front's resident memory.
 type cpuSample struct {
 	front, upstream time.Duration
 	procs           int
+	rssKiB          *int64
 	err             error
 }
 
@@ -59,6 +65,9 @@ func (r *runner) sample(inst *instance) cpuSample {
 	s.front, s.procs, s.err = r.proc.TreeCPU(inst.root.pid())
 	if s.err == nil && inst.upstream != nil {
 		s.upstream, _, s.err = r.proc.TreeCPU(inst.upstream.pid())
+	}
+	if m, err := r.proc.TreeMemory(inst.root.pid()); err == nil {
+		s.rssKiB = &m.RSSKiB
 	}
 	return s
 }
@@ -109,6 +118,7 @@ func (r *runner) measure(ctx context.Context, w workload, inst *instance, round 
 		return rec
 	}
 	rec.Load = res
+	rec.FrontRSSKiB = after.rssKiB
 	r.cpuDelta(&rec, before, after)
 	return rec
 }

@@ -32,6 +32,9 @@ type Cell struct {
 	CPURatio        *float64 `json:"cpu_ratio_to_direct"`
 	ThroughputRatio *float64 `json:"throughput_ratio_to_direct"`
 	P50DeltaMs      *float64 `json:"p50_delta_to_direct_ms"`
+	// RSSMiB is the median resident memory of the front's processes at
+	// the end of the loads, connections still open.
+	RSSMiB *float64 `json:"rss_mib"`
 }
 
 // summarize computes the cells of the timed workloads, in table order.
@@ -65,7 +68,7 @@ func summarize(p *plan, runs []RunRecord) []Cell {
 // cell gathers the runs of one pair; ok is false when there were none.
 func cell(workload, front string, runs []RunRecord) (Cell, bool) {
 	c := Cell{Workload: workload, Front: front}
-	var perSec, p50, p99, fcpu, ucpu []float64
+	var perSec, p50, p99, fcpu, ucpu, rss []float64
 	for _, run := range runs {
 		if run.Workload != workload || run.Front != front {
 			continue
@@ -77,6 +80,9 @@ func cell(workload, front string, runs []RunRecord) (Cell, bool) {
 		}
 		l := run.Load
 		c.Errors += l.Errors
+		if run.FrontRSSKiB != nil {
+			rss = append(rss, float64(*run.FrontRSSKiB)/1024)
+		}
 		perSec = append(perSec, l.PerSecond)
 		if l.P50Ms != nil && l.P99Ms != nil {
 			p50, p99 = append(p50, *l.P50Ms), append(p99, *l.P99Ms)
@@ -97,6 +103,7 @@ func cell(workload, front string, runs []RunRecord) (Cell, bool) {
 	}
 	c.PerSecond, c.P50Ms, c.P99Ms = median(perSec), median(p50), median(p99)
 	c.FrontCPUMicros, c.UpstreamCPUMicros = median(fcpu), median(ucpu)
+	c.RSSMiB = median(rss)
 	return c, true
 }
 

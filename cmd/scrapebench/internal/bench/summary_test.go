@@ -22,6 +22,7 @@ func TestSummarize(t *testing.T) {
 			frontByName("haproxy")}}
 	noCPU := okRun("proxy", 3, 900, 1.4, 0, nil)
 	noCPU.FrontCPUSeconds = nil
+	rss := []int64{10 << 10, 30 << 10, 20 << 10}
 	runs := []RunRecord{
 		okRun("direct", 1, 1000, 1.0, 0.200, nil),
 		okRun("direct", 2, 1200, 1.2, 0.220, nil),
@@ -30,6 +31,9 @@ func TestSummarize(t *testing.T) {
 		okRun("proxy", 2, 700, 1.5, 0.250, f64(0.1)),
 		noCPU,
 		{Workload: "ka-small", Front: "haproxy", Round: 1, Error: "front did not start"},
+	}
+	for i := range 3 {
+		runs[i].FrontRSSKiB = &rss[i]
 	}
 	cells := summarize(p, runs)
 	if len(cells) != 3 {
@@ -45,6 +49,8 @@ func TestSummarize(t *testing.T) {
 		{name: "direct CPU us", got: cells[0].FrontCPUMicros, want: 200},
 		{name: "direct ratio to itself", got: cells[0].CPURatio, want: 1},
 		{name: "direct upstream", got: cells[0].UpstreamCPUMicros, want: math.NaN()},
+		{name: "direct RSS MiB, median", got: cells[0].RSSMiB, want: 20},
+		{name: "proxy RSS not read", got: cells[1].RSSMiB, want: math.NaN()},
 		{name: "proxy rate", got: cells[1].PerSecond, want: 700},
 		{name: "proxy CPU us, two runs", got: cells[1].FrontCPUMicros, want: 275},
 		{name: "proxy upstream us", got: cells[1].UpstreamCPUMicros, want: 100},

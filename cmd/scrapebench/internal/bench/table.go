@@ -42,6 +42,8 @@ Latency: request sent to last body byte read, by the scraper (its own process).
 New TLS conn per scrape: no keep-alive and no session cache, so every scrape is
 a full handshake ("none": a new TCP connection); "resumed" counts resumptions seen.
 Re-dials: connections opened during keep-alive loads after the warm-up.
+RSS: resident memory of the front's process tree when the load's last scrape
+is done, its connections still open (the sum over processes, as for memory).
 `
 
 func (rep *Report) writeMain(w io.Writer) {
@@ -55,7 +57,7 @@ func (rep *Report) writeMain(w io.Writer) {
 	}
 	head := []string{"workload", "front", "scrapes/s", "p50 ms", "p99 ms", "errors",
 		"front CPU us/scrape", "upstream CPU us/scrape", "CPU x direct",
-		"scrapes/s x direct", "p50 - direct ms"}
+		"scrapes/s x direct", "p50 - direct ms", "RSS MiB"}
 	var rows [][]string
 	for _, c := range rep.Cells {
 		errs := fmt.Sprint(c.Errors)
@@ -71,7 +73,7 @@ func (rep *Report) writeMain(w io.Writer) {
 			num(c.P99Ms, markFailed, msFormat), errs,
 			num(c.FrontCPUMicros, markFailed, cpuFormat), up,
 			num(c.CPURatio, markNoBase, "%.2f"), num(c.ThroughputRatio, markNoBase, "%.2f"),
-			num(c.P50DeltaMs, markNoBase, "%+.2f")})
+			num(c.P50DeltaMs, markNoBase, "%+.2f"), num(c.RSSMiB, markFailed, "%.1f")})
 	}
 	writeTable(w, head, rows)
 }

@@ -49,7 +49,7 @@ func TestWriteTableMarksMissing(t *testing.T) {
 		Workloads: []WorkloadInfo{{ID: "ka-small", Label: "keep-alive, 100KiB x8"}},
 		Cells: []Cell{
 			{Workload: "ka-small", Front: "direct", Runs: 1, PerSecond: f64(10),
-				P50Ms: f64(1), P99Ms: f64(2), FrontCPUMicros: f64(100)},
+				P50Ms: f64(1), P99Ms: f64(2), FrontCPUMicros: f64(100), RSSMiB: f64(12.5)},
 			{Workload: "ka-small", Front: "proxy", Runs: 1, Failed: 1},
 		},
 	}
@@ -64,10 +64,12 @@ func TestWriteTableMarksMissing(t *testing.T) {
 			directRow = line
 		}
 	}
-	if strings.Count(proxyRow, "failed") != 6 || !strings.Contains(proxyRow, "1/1 runs failed") {
+	if strings.Count(proxyRow, "failed") != 7 || !strings.Contains(proxyRow, "1/1 runs failed") {
 		t.Errorf("proxy row %q: want every figure failed", proxyRow)
 	}
-	if !strings.Contains(directRow, " - ") || strings.Contains(directRow, "failed") {
-		t.Errorf("direct row %q: want \"-\" for the upstream CPU, nothing failed", directRow)
+	if !strings.Contains(directRow, " - ") || strings.Contains(directRow, "failed") ||
+		!strings.Contains(directRow, " 12.5 |") {
+		t.Errorf("direct row %q: want \"-\" for the upstream CPU, RSS 12.5, nothing failed",
+			directRow)
 	}
 }
