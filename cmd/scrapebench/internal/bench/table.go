@@ -22,6 +22,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 		"took %v\n\n", rep.Started.UTC().Format("2006-01-02 15:04 MST"), rep.Host.NProc,
 		rep.Host.Kernel, rep.Host.GoVersion, rep.Rounds, wall)
 	rep.writeMain(w)
+	rep.writeConnsRSS(w)
 	if len(rep.Memory) > 0 {
 		fmt.Fprintln(w)
 		rep.writeMemory(w)
@@ -42,8 +43,9 @@ Latency: request sent to last body byte read, by the scraper (its own process).
 New TLS conn per scrape: no keep-alive and no session cache, so every scrape is
 a full handshake ("none": a new TCP connection); "resumed" counts resumptions seen.
 Re-dials: connections opened during keep-alive loads after the warm-up.
-RSS: resident memory of the front's process tree when the load's last scrape
-is done, its connections still open (the sum over processes, as for memory).
+RSS with many connections: resident memory of the front's process tree when
+the load's last scrape is done, its connections still open (median; the sum
+over processes, as for memory).
 `
 
 func (rep *Report) writeMain(w io.Writer) {
@@ -57,7 +59,7 @@ func (rep *Report) writeMain(w io.Writer) {
 	}
 	head := []string{"workload", "front", "scrapes/s", "p50 ms", "p99 ms", "errors",
 		"front CPU us/scrape", "upstream CPU us/scrape", "CPU x direct",
-		"scrapes/s x direct", "p50 - direct ms", "RSS MiB"}
+		"scrapes/s x direct", "p50 - direct ms"}
 	var rows [][]string
 	for _, c := range rep.Cells {
 		errs := fmt.Sprint(c.Errors)
@@ -73,9 +75,33 @@ func (rep *Report) writeMain(w io.Writer) {
 			num(c.P99Ms, markFailed, msFormat), errs,
 			num(c.FrontCPUMicros, markFailed, cpuFormat), up,
 			num(c.CPURatio, markNoBase, "%.2f"), num(c.ThroughputRatio, markNoBase, "%.2f"),
-			num(c.P50DeltaMs, markNoBase, "%+.2f"), num(c.RSSMiB, markFailed, "%.1f")})
+			num(c.P50DeltaMs, markNoBase, "%+.2f")})
 	}
 	writeTable(w, head, rows)
+}
+
+// writeConnsRSS prints each front's resident memory at the end of the
+// many-connection load. Only that load's figure is shown: a front serves
+// every load of one body size in turn, and the memory the largest of them
+// left resident shows in the figures of the loads after it.
+func (rep *Report) writeConnsRSS(w io.Writer) {
+	var parts []string
+	for _, c := range rep.Cells {
+		if c.Workload == "conns" {
+			parts = append(parts, c.Front+" "+num(c.RSSMiB, markFailed, "%.1f"))
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	label := "conns"
+	for _, wl := range rep.Workloads {
+		if wl.ID == "conns" {
+			label = wl.Label
+		}
+	}
+	fmt.Fprintf(w, "\nRSS MiB at the end of %q, connections open: %s\n", label,
+		strings.Join(parts, ", "))
 }
 
 func (rep *Report) writeMemory(w io.Writer) {
