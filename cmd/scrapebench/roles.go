@@ -40,13 +40,14 @@ func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 func upstreamCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("upstream", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on (loopback)")
+	unix := fs.String("unix", "", "unix socket `path` to serve on as well")
 	size := fs.String("body", "100KiB", "body `size`, such as 100KiB or 1MiB")
 	gz := fs.Bool("gzip", false, "also serve a gzip body to scrapers that accept it")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	return serveRole(ctx, fs.Name(), *size, *gz, serve.Options{Listen: *listen, Stdout: stdout},
-		stderr)
+	return serveRole(ctx, fs.Name(), *size, *gz,
+		serve.Options{Listen: *listen, Unix: *unix, Stdout: stdout}, stderr)
 }
 
 func directCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -127,7 +127,7 @@ func newPlan(cfg Config) (*plan, error) {
 		{ID: "single", Size: sizeSmall, Concurrency: 1},
 		{ID: "memory", Size: sizeBig, Concurrency: 1, Count: memCount, Memory: true},
 	}
-	ids, err := pick("workload", cfg.Workloads, allWorkloadIDs)
+	ids, err := pick("workload", cfg.Workloads, allWorkloadIDs, allWorkloadIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func newPlan(cfg Config) (*plan, error) {
 		p.workloads = append(p.workloads, w)
 	}
 
-	names, err := pick("front", cfg.Fronts, frontNames())
+	names, err := pick("front", cfg.Fronts, frontNames(), defaultFrontNames())
 	if err != nil {
 		return nil, err
 	}
@@ -170,10 +170,10 @@ func (w workload) label() string {
 }
 
 // pick checks that every name in want is in all and returns them in the
-// order of all; an empty want means all.
-func pick(what string, want, all []string) ([]string, error) {
+// order of all; an empty want means def.
+func pick(what string, want, all, def []string) ([]string, error) {
 	if len(want) == 0 {
-		return all, nil
+		return def, nil
 	}
 	for _, w := range want {
 		if !slices.Contains(all, w) {

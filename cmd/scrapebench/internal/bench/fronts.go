@@ -47,6 +47,11 @@ type frontKind struct {
 	forwards bool
 	// forks is true when the front serves from child processes.
 	forks bool
+	// proxy marks mtls-metrics-proxy itself; unixUpstream has it reach
+	// the daemon over a unix socket instead of loopback TCP.
+	proxy, unixUpstream bool
+	// optional fronts run only when asked for by name.
+	optional bool
 	// template is the configuration file's template, "" for none.
 	template string
 	// versionArgs print the front's version.
@@ -68,11 +73,8 @@ var frontKinds = []*frontKind{
 	{Name: "none", workers: goWorkers, pool: "-"},
 	{Name: "direct", tls: true, workers: goWorkers, pool: "-"},
 	{
-		Name: "proxy", tls: true, forwards: true, template: "proxy.toml.tmpl",
-		versionArgs: []string{"version"},
-		argv: func(bin, cfg, _ string) []string {
-			return []string{bin, "run", "--config", cfg}
-		},
+		Name: "proxy", tls: true, forwards: true, proxy: true, template: "proxy.toml.tmpl",
+		versionArgs: []string{"version"}, argv: proxyArgv,
 		workers: goWorkers, pool: "built in (upstream package)",
 	},
 	{
@@ -105,10 +107,34 @@ var frontKinds = []*frontKind{
 	},
 }
 
+// proxyUnix is the proxy reaching the same daemon over a unix socket: what
+// an operator gains by moving the diag server off TCP. It runs only when
+// named, since the other fronts all reach the daemon over loopback TCP.
+var proxyUnix = &frontKind{
+	Name: "proxy-unix", tls: true, forwards: true, proxy: true, unixUpstream: true,
+	optional: true, template: "proxy.toml.tmpl", versionArgs: []string{"version"},
+	argv: proxyArgv, workers: goWorkers, pool: "built in (upstream package), unix socket",
+}
+
+func init() { frontKinds = append(frontKinds, proxyUnix) }
+
+func proxyArgv(bin, cfg, _ string) []string { return []string{bin, "run", "--config", cfg} }
+
+// frontNames lists every front; defaultFrontNames leaves out the optional.
 func frontNames() []string {
 	out := make([]string, len(frontKinds))
 	for i, k := range frontKinds {
 		out[i] = k.Name
+	}
+	return out
+}
+
+func defaultFrontNames() []string {
+	var out []string
+	for _, k := range frontKinds {
+		if !k.optional {
+			out = append(out, k.Name)
+		}
 	}
 	return out
 }
@@ -139,7 +165,10 @@ func lookProgram(name string) (string, error) {
 
 // frontData fills a configuration template.
 type frontData struct {
+	// Upstream is the daemon's host:port; UpstreamUnix its socket, for
+	// the fronts that reach it that way.
 	Listen, Upstream string
+	UpstreamUnix     string
 	CA, Cert, Key    string
 	CertAndKey       string
 	PIDFile, Temp    string

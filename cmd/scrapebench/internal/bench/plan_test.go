@@ -25,7 +25,8 @@ func TestNewPlan(t *testing.T) {
 		check     func(t *testing.T, p *plan)
 	}{
 		{
-			name: "defaults", rounds: 3, workloads: allWorkloadIDs, fronts: frontNames(),
+			name: "defaults", rounds: 3, workloads: allWorkloadIDs,
+			fronts: []string{"none", "direct", "proxy", "haproxy", "nginx", "caddy"},
 			check: func(t *testing.T, p *plan) {
 				want := map[string]int{"ka-small": 100 << 10, "ka-large": 1 << 20,
 					"conns": 100 << 10, "memory": 256 << 20}
@@ -44,7 +45,7 @@ func TestNewPlan(t *testing.T) {
 		},
 		{
 			name: "quick", cfg: Config{Quick: true}, rounds: 1, workloads: allWorkloadIDs,
-			fronts: frontNames(),
+			fronts: defaultFrontNames(),
 			check: func(t *testing.T, p *plan) {
 				for _, w := range p.workloads {
 					if w.ID == "conns" && w.Concurrency != 100 {
@@ -69,6 +70,11 @@ func TestNewPlan(t *testing.T) {
 					}
 				}
 			},
+		},
+		{
+			name: "an optional front runs when named",
+			cfg:  Config{Fronts: []string{"proxy-unix", "proxy"}}, rounds: 3,
+			workloads: allWorkloadIDs, fronts: []string{"proxy", "proxy-unix"},
 		},
 		{name: "unknown front", cfg: Config{Fronts: []string{"envoy"}}, err: ErrConfig},
 		{name: "unknown workload", cfg: Config{Workloads: []string{"h3"}}, err: ErrConfig},

@@ -135,7 +135,7 @@ func (r *runner) findFronts() error {
 		info := FrontInfo{Name: k.Name, Workers: k.workers(runtime.NumCPU()),
 			UpstreamPool: k.pool}
 		switch {
-		case k.Name == "proxy":
+		case k.proxy:
 			bin, err := filepath.Abs(r.cfg.ProxyBin)
 			if err == nil {
 				_, err = os.Stat(bin)
@@ -274,6 +274,7 @@ func (r *runner) done(w workload, rec RunRecord) {
 // startUpstream starts the daemon serving bodies of size s.
 func (r *runner) startUpstream(s sizeClass, gzip bool) error {
 	argv := []string{r.cfg.Self, "upstream", "--listen", "127.0.0.1:0",
+		"--unix", filepath.Join(r.dir, "upstream-"+string(s)+".sock"),
 		"--body", strconv.Itoa(r.plan.sizes[s])}
 	if gzip {
 		argv = append(argv, "--gzip")
@@ -349,11 +350,15 @@ func (r *runner) startFront(inst *instance, up *server) error {
 	if err != nil {
 		return err
 	}
-	cfgPath, err := k.writeConfig(dir, frontData{
+	d := frontData{
 		Listen: addr, Upstream: up.ready.Addr, CA: r.pki.CA, Cert: r.pki.Cert,
 		Key: r.pki.Key, CertAndKey: r.pki.CertAndKey, PIDFile: filepath.Join(dir, "pid"),
 		Temp: dir, Workers: runtime.NumCPU(), Pool: upstreamPool,
-	})
+	}
+	if k.unixUpstream {
+		d.UpstreamUnix = up.ready.Unix
+	}
+	cfgPath, err := k.writeConfig(dir, d)
 	if err != nil {
 		release()
 		return err

@@ -35,6 +35,8 @@ func TestFrontConfigs(t *testing.T) {
 		{front: "proxy", want: []string{`listen_addr = "127.0.0.1:1"`,
 			`url = "http://127.0.0.1:2"`, `level = "warn"`},
 			parse: func(b []byte) error { var v map[string]any; return toml.Unmarshal(b, &v) }},
+		{front: "proxy-unix", want: []string{`url = "unix:///run/daemon.sock"`},
+			parse: func(b []byte) error { var v map[string]any; return toml.Unmarshal(b, &v) }},
 		{front: "haproxy", want: []string{"nbthread 2", "verify required",
 			"ssl-min-ver TLSv1.2", "deny_status 404", "deny_status 405"},
 			check: []string{"-c", "-f"}},
@@ -50,7 +52,11 @@ func TestFrontConfigs(t *testing.T) {
 		t.Run(tc.front, func(t *testing.T) {
 			k := frontByName(tc.front)
 			sub := t.TempDir()
-			path, err := k.writeConfig(sub, data)
+			d := data
+			if k.unixUpstream {
+				d.UpstreamUnix = "/run/daemon.sock"
+			}
+			path, err := k.writeConfig(sub, d)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,9 +3,13 @@ package serve
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 )
 
@@ -110,5 +114,57 @@ func TestNewContentGzipDecodes(t *testing.T) {
 	plain, err := NewContent(4096, false)
 	if err != nil || plain.Gzip != nil {
 		t.Fatalf("NewContent without gzip: Gzip = %d bytes, err %v", len(plain.Gzip), err)
+	}
+}
+
+// TestServeUnixToo serves one body on loopback TCP and on a unix socket
+// and scrapes both, as the bench's proxy and proxy-unix fronts do.
+func TestServeUnixToo(t *testing.T) {
+	c, err := NewContent(10<<10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "upstream.sock")
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		err := Serve(ctx, Options{Listen: "127.0.0.1:0", Unix: sock, Content: c, Stdout: pw})
+		pw.CloseWithError(err) // a Serve that failed early ends the read below
+		errc <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+
+	var ready Ready
+	if err := json.NewDecoder(pr).Decode(&ready); err != nil {
+		t.Fatalf("reading the ready line: %v", err)
+	}
+	if ready.Unix != sock {
+		t.Fatalf("ready line names socket %q, want %q", ready.Unix, sock)
+	}
+
+	viaUnix := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn,
+		error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}
+	t.Cleanup(viaUnix.CloseIdleConnections)
+	for name, client := range map[string]*http.Client{
+		"tcp": http.DefaultClient, "unix": {Transport: viaUnix},
+	} {
+		resp, err := client.Get("http://" + ready.Addr + MetricsPath)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(b, c.Identity) {
+			t.Fatalf("%s: status %d, %d bytes (err %v), want 200 and the body", name,
+				resp.StatusCode, len(b), err)
+		}
 	}
 }

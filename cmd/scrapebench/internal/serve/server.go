@@ -24,12 +24,17 @@ type Ready struct {
 	IdentityBytes int `json:"identity_bytes"`
 	// GzipBytes is the length of the gzip body, 0 when gzip is not offered.
 	GzipBytes int `json:"gzip_bytes"`
+	// Unix is the unix socket the server also listens on, if any.
+	Unix string `json:"unix,omitempty"`
 }
 
 // Options configures [Serve].
 type Options struct {
 	// Listen is the address to bind, such as 127.0.0.1:0.
 	Listen string
+	// Unix, when set, is a unix socket path to serve on as well, for a
+	// front that reaches the daemon that way.
+	Unix string
 	// Content is the body to serve.
 	Content *Content
 	// TLS, when set, makes the server require and verify client
@@ -64,13 +69,26 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("listening on %s: %w", o.Listen, err)
 	}
 	ready := Ready{Addr: ln.Addr().String(), IdentityBytes: len(o.Content.Identity),
-		GzipBytes: len(o.Content.Gzip)}
+		GzipBytes: len(o.Content.Gzip), Unix: o.Unix}
+	var uln net.Listener
+	if o.Unix != "" {
+		if uln, err = net.Listen("unix", o.Unix); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listening on %s: %w", o.Unix, err)
+		}
+	}
 	if err := json.NewEncoder(o.Stdout).Encode(ready); err != nil {
 		_ = ln.Close()
+		if uln != nil {
+			_ = uln.Close()
+		}
 		return fmt.Errorf("announcing the address: %w", err)
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	if uln != nil {
+		go func() { errc <- srv.Serve(uln) }()
+	}
 	go func() {
 		if o.TLS != nil {
 			// ServeTLS adds h2 and http/1.1 to the ALPN list, as a daemon
