@@ -20,8 +20,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"1 with --quick)")
 	fs.DurationVar(&c.Duration, "duration", 0, "length of every timed load (default: per "+
 		"workload, 1.5-2.5 s; 1 s with --quick)")
-	fronts := fs.String("fronts", "", "comma-separated fronts (default all: "+
-		"none,direct,proxy,haproxy,nginx,caddy)")
+	fronts := fs.String("fronts", "", "comma-separated fronts (default: "+
+		"none,direct,proxy,haproxy,nginx,caddy; proxy-unix runs only when named)")
 	workloads := fs.String("workloads", "", "comma-separated workloads (default all: "+
 		"ka-small,ka-large,newconn,gzip,conns,single,memory)")
 	fs.StringVar(&c.ProxyBin, "proxy-bin", "bin/mtls-metrics-proxy",
