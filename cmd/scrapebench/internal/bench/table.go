@@ -232,7 +232,7 @@ func isFigure(s string) bool {
 // printProgress tells the person waiting what just ran.
 func (r *runner) printProgress(w workload, rec RunRecord) {
 	r.progress++
-	prefix := fmt.Sprintf("[%3d/%d] round %d %-36s %-8s", r.progress, r.total, rec.Round,
+	prefix := fmt.Sprintf("[%3d/%d] round %d %-36s %-10s", r.progress, r.total, rec.Round,
 		w.Label, rec.Front)
 	if !rec.ok() {
 		fmt.Fprintf(r.cfg.Stderr, "%s failed: %s\n", prefix, firstLine(rec.Error))
