@@ -78,6 +78,14 @@ var frontKinds = []*frontKind{
 		workers: goWorkers, pool: "built in (upstream package)",
 	},
 	{
+		// The proxy reaching the same daemon over a unix socket: what an
+		// operator gains by moving the diag server off TCP. Only when
+		// named, since every other front reaches the daemon over TCP.
+		Name: "proxy-unix", tls: true, forwards: true, proxy: true, unixUpstream: true,
+		optional: true, template: "proxy.toml.tmpl", versionArgs: []string{"version"},
+		argv: proxyArgv, workers: goWorkers, pool: "built in (upstream package), unix socket",
+	},
+	{
 		Name: "haproxy", program: "haproxy", install: "apt-get install -y haproxy", tls: true,
 		forwards: true, template: "haproxy.cfg.tmpl", versionArgs: []string{"-v"},
 		argv:    func(bin, cfg, _ string) []string { return []string{bin, "-db", "-f", cfg} },
@@ -107,17 +115,7 @@ var frontKinds = []*frontKind{
 	},
 }
 
-// proxyUnix is the proxy reaching the same daemon over a unix socket: what
-// an operator gains by moving the diag server off TCP. It runs only when
-// named, since the other fronts all reach the daemon over loopback TCP.
-var proxyUnix = &frontKind{
-	Name: "proxy-unix", tls: true, forwards: true, proxy: true, unixUpstream: true,
-	optional: true, template: "proxy.toml.tmpl", versionArgs: []string{"version"},
-	argv: proxyArgv, workers: goWorkers, pool: "built in (upstream package), unix socket",
-}
-
-func init() { frontKinds = append(frontKinds, proxyUnix) }
-
+// proxyArgv runs mtls-metrics-proxy with its configuration file.
 func proxyArgv(bin, cfg, _ string) []string { return []string{bin, "run", "--config", cfg} }
 
 // frontNames lists every front; defaultFrontNames leaves out the optional.

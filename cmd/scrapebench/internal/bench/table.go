@@ -94,25 +94,24 @@ func (rep *Report) writeConnsRSS(w io.Writer) {
 	if len(parts) == 0 {
 		return
 	}
-	label := "conns"
+	fmt.Fprintf(w, "\nRSS MiB at the end of %q, connections open: %s\n",
+		rep.workloadLabel("conns"), strings.Join(parts, ", "))
+}
+
+// workloadLabel is the label of the workload with id, or id itself.
+func (rep *Report) workloadLabel(id string) string {
 	for _, wl := range rep.Workloads {
-		if wl.ID == "conns" {
-			label = wl.Label
+		if wl.ID == id {
+			return wl.Label
 		}
 	}
-	fmt.Fprintf(w, "\nRSS MiB at the end of %q, connections open: %s\n", label,
-		strings.Join(parts, ", "))
+	return id
 }
 
 func (rep *Report) writeMemory(w io.Writer) {
-	label := "memory"
-	for _, wl := range rep.Workloads {
-		if wl.ID == "memory" {
-			label = wl.Label
-		}
-	}
 	fmt.Fprintf(w, "Memory: a fresh process of each front; idle RSS after start, then %s\n"+
-		"(peak = VmHWM since start; for several processes, the sum)\n\n", label)
+		"(peak = VmHWM since start; for several processes, the sum)\n\n",
+		rep.workloadLabel("memory"))
 	head := []string{"front", "idle RSS MiB", "peak RSS MiB", "scrapes", "MiB/s",
 		"front CPU ms/scrape", "errors"}
 	var rows [][]string
